@@ -1,0 +1,528 @@
+"""Typed, validated per-environment settings read from ``config/<env>.toml``.
+
+Every value that differs between environments lives in a TOML file; this module turns one
+file into a frozen :class:`EnvironmentConfig` or raises :class:`ConfigError` with one line
+per problem, each naming the file, the field path, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+CONFIG_DIR_ENV = "MLOPS_CONFIG_DIR"
+DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+
+ENV_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{1,15}$")
+REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
+PREFIX_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,18}[a-z0-9]$")
+INSTANCE_CLASS_PATTERN = re.compile(r"^db\.[a-z][a-z0-9-]*\.[a-z0-9]+$")
+ENGINE_VERSION_PATTERN = re.compile(r"^(\d+)\.(\d+)$")
+SUPPORTED_POSTGRES_MAJORS = (16, 17)
+
+# The values CloudWatch Logs accepts for a log group's retention.
+LOG_RETENTION_DAYS = (
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
+)
+
+
+class ConfigError(Exception):
+    """One or more problems in a config file; ``str()`` is the message shown to the user."""
+
+    def __init__(self, problems: Iterable[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class FieldProblem(ValueError):
+    """Raised by a cross-field rule to blame one field (a dotted path relative to the model)."""
+
+    def __init__(self, field: str, value: Any, message: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(message)
+
+
+# --------------------------------------------------------------------------------------------
+# Reusable field types: each error says what is allowed, in words.
+
+
+def _between(low: int, high: int) -> AfterValidator:
+    def check(value: int) -> int:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _matching(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"must be {allowed}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _one_of(choices: Iterable[int]) -> AfterValidator:
+    allowed = tuple(choices)
+
+    def check(value: int) -> int:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _unique(value: list[Any]) -> list[Any]:
+    duplicates = sorted({str(item) for item in value if value.count(item) > 1})
+    if duplicates:
+        raise ValueError(f"must not repeat entries (repeated: {', '.join(duplicates)})")
+    return value
+
+
+def _ipv4_cidr(value: str) -> str:
+    try:
+        network = ipaddress.IPv4Network(value, strict=True)
+    except ValueError as error:
+        raise ValueError(f"must be an IPv4 network in CIDR notation such as 10.0.0.0/16 ({error})") from None
+    if not 16 <= network.prefixlen <= 24:
+        raise ValueError("must have a prefix length between /16 and /24 (VPC limits)")
+    return value
+
+
+Region = Annotated[str, _matching(REGION_PATTERN, "an AWS region name such as us-east-1")]
+Retention = Annotated[int, _one_of(LOG_RETENTION_DAYS)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Sections of a config file.
+
+
+class AwsSettings(_Settings):
+    """Where the environment lives."""
+
+    region: Region
+    account: Annotated[str, _matching(ACCOUNT_PATTERN, "a 12-digit AWS account ID")] | None = None
+    availability_zones: Annotated[list[str], Field(min_length=2, max_length=6), AfterValidator(_unique)]
+    dr_region: Region | None = None
+
+    @model_validator(mode="after")
+    def _zones_and_regions(self) -> AwsSettings:
+        for index, zone in enumerate(self.availability_zones):
+            if not re.fullmatch(re.escape(self.region) + r"[a-z]", zone):
+                raise FieldProblem(
+                    f"availability_zones[{index}]",
+                    zone,
+                    f"must be an availability zone of region {self.region} (such as {self.region}a)",
+                )
+        if self.dr_region == self.region:
+            raise FieldProblem("dr_region", self.dr_region, "must differ from aws.region")
+        return self
+
+
+class NamingSettings(_Settings):
+    """Prefix of globally unique names (S3 buckets)."""
+
+    prefix: Annotated[
+        str,
+        _matching(PREFIX_PATTERN, "2-20 lower-case letters, digits or hyphens, not starting or ending with a hyphen"),
+    ]
+
+
+class TagSettings(_Settings):
+    """Tags put on every resource; the environment's name is added as `Environment`."""
+
+    project: NonEmpty
+    owner: NonEmpty
+    cost_center: NonEmpty
+    extra: dict[str, NonEmpty] = Field(default_factory=dict)
+
+
+class NetworkSettings(_Settings):
+    """The VPC."""
+
+    cidr: Annotated[str, AfterValidator(_ipv4_cidr)]
+    nat_gateways: Annotated[int, _between(1, 6)]
+    flow_log_traffic_type: Literal["ALL", "ACCEPT", "REJECT"]
+    flow_log_retention_days: Retention
+    interface_endpoints: Annotated[list[Literal["ecr", "logs", "secretsmanager"]], AfterValidator(_unique)] = Field(
+        default_factory=list
+    )
+    public_subnet_mask: Annotated[int, _between(16, 28)] = 24
+    private_subnet_mask: Annotated[int, _between(16, 28)] = 20
+    isolated_subnet_mask: Annotated[int, _between(16, 28)] = 24
+
+    def subnet_masks(self) -> dict[str, int]:
+        return {
+            "public": self.public_subnet_mask,
+            "private": self.private_subnet_mask,
+            "isolated": self.isolated_subnet_mask,
+        }
+
+
+class DatabaseSettings(_Settings):
+    """The RDS PostgreSQL instance shared by the backend and MLflow."""
+
+    engine_version: Annotated[str, _matching(ENGINE_VERSION_PATTERN, "a PostgreSQL version MAJOR.MINOR such as 17.6")]
+    instance_class: Annotated[str, _matching(INSTANCE_CLASS_PATTERN, "an RDS instance class such as db.t3.micro")]
+    allocated_storage_gib: Annotated[int, _between(20, 65536)]
+    max_allocated_storage_gib: Annotated[int, _between(20, 65536)] | None = None
+    multi_az: bool
+    backup_retention_days: Annotated[int, _between(1, 35)]
+    deletion_protection: bool
+    performance_insights: bool = True
+    log_retention_days: Retention = 30
+
+    @model_validator(mode="after")
+    def _versions_and_storage(self) -> DatabaseSettings:
+        match = ENGINE_VERSION_PATTERN.fullmatch(self.engine_version)
+        if match and int(match.group(1)) not in SUPPORTED_POSTGRES_MAJORS:
+            allowed = ", ".join(map(str, SUPPORTED_POSTGRES_MAJORS))
+            raise FieldProblem("engine_version", self.engine_version, f"major version must be one of {allowed}")
+        if self.max_allocated_storage_gib is not None and self.max_allocated_storage_gib <= self.allocated_storage_gib:
+            raise FieldProblem(
+                "max_allocated_storage_gib",
+                self.max_allocated_storage_gib,
+                f"must be greater than allocated_storage_gib ({self.allocated_storage_gib}) or left out",
+            )
+        return self
+
+    @property
+    def engine_major_version(self) -> str:
+        return self.engine_version.split(".")[0]
+
+
+class StorageSettings(_Settings):
+    """The models bucket and its access-log bucket."""
+
+    noncurrent_transition_days: Annotated[int, _between(30, 3650)]
+    noncurrent_expiration_days: Annotated[int, _between(31, 3650)]
+    abort_incomplete_multipart_days: Annotated[int, _between(1, 365)] = 7
+    access_log_expiration_days: Annotated[int, _between(1, 3650)] = 90
+    replication: bool = False
+
+    @model_validator(mode="after")
+    def _expiry_after_transition(self) -> StorageSettings:
+        if self.noncurrent_expiration_days <= self.noncurrent_transition_days:
+            raise FieldProblem(
+                "noncurrent_expiration_days",
+                self.noncurrent_expiration_days,
+                f"must be greater than noncurrent_transition_days ({self.noncurrent_transition_days})",
+            )
+        return self
+
+
+class RegistrySettings(_Settings):
+    """The ECR repositories' lifecycle."""
+
+    max_image_count: Annotated[int, _between(1, 1000)]
+    untagged_expiry_days: Annotated[int, _between(1, 365)] = 7
+
+
+class EnvironmentConfig(_Settings):
+    """Everything one environment (dev, staging, prod, ...) is built from."""
+
+    name: Annotated[str, _matching(ENV_NAME_PATTERN, "2-16 lower-case letters or digits, starting with a letter")]
+    production: bool
+    termination_protection: bool
+    removal_policy: Literal["retain", "snapshot", "destroy"]
+    aws: AwsSettings
+    naming: NamingSettings
+    tags: TagSettings
+    network: NetworkSettings
+    database: DatabaseSettings
+    storage: StorageSettings
+    registry: RegistrySettings
+
+    @model_validator(mode="after")
+    def _cross_section_rules(self) -> EnvironmentConfig:
+        zones = len(self.aws.availability_zones)
+        if self.network.nat_gateways > zones:
+            raise FieldProblem(
+                "network.nat_gateways",
+                self.network.nat_gateways,
+                f"must not exceed the number of availability zones ({zones})",
+            )
+        _check_subnets_fit(self.network, zones)
+        if self.storage.replication and self.aws.dr_region is None:
+            raise FieldProblem("storage.replication", True, "needs aws.dr_region to be set")
+        if self.production:
+            _check_production_grade(self)
+        if len(self.models_replica_bucket_name) > 63:
+            raise FieldProblem(
+                "naming.prefix", self.naming.prefix, "is too long: bucket names must fit in 63 characters"
+            )
+        return self
+
+    # Names derived from the settings, in one place.
+    @property
+    def title(self) -> str:
+        return self.name.capitalize()
+
+    @property
+    def models_bucket_name(self) -> str:
+        return f"{self.naming.prefix}-mlops-models-{self.name}"
+
+    @property
+    def models_replica_bucket_name(self) -> str:
+        return f"{self.models_bucket_name}-replica"
+
+    @property
+    def access_logs_bucket_name(self) -> str:
+        return f"{self.naming.prefix}-mlops-access-logs-{self.name}"
+
+    @property
+    def replica_access_logs_bucket_name(self) -> str:
+        return f"{self.access_logs_bucket_name}-replica"
+
+
+def _check_subnets_fit(network: NetworkSettings, zones: int) -> None:
+    """Allocate every tier's subnets in order, aligned, as CDK does; fail if the VPC is too small."""
+    vpc = ipaddress.IPv4Network(network.cidr)
+    next_address = int(vpc.network_address)
+    for tier, mask in network.subnet_masks().items():
+        if mask < vpc.prefixlen:
+            raise FieldProblem(
+                f"network.{tier}_subnet_mask", mask, f"must not be larger than the VPC (/{vpc.prefixlen})"
+            )
+        size = 2 ** (32 - mask)
+        for _ in range(zones):
+            next_address = -(-next_address // size) * size + size
+    if next_address > int(vpc.broadcast_address) + 1:
+        raise FieldProblem(
+            "network.cidr",
+            network.cidr,
+            f"is too small for {zones} availability zones x subnets "
+            + ", ".join(f"{tier} /{mask}" for tier, mask in network.subnet_masks().items()),
+        )
+
+
+def _check_production_grade(config: EnvironmentConfig) -> None:
+    """A config marked `production = true` may not weaken what protects production data."""
+    rules: list[tuple[str, Any, bool, str]] = [
+        (
+            "removal_policy",
+            config.removal_policy,
+            config.removal_policy != "destroy",
+            "must be retain or snapshot when production = true",
+        ),
+        (
+            "termination_protection",
+            config.termination_protection,
+            config.termination_protection,
+            "must be true when production = true",
+        ),
+        (
+            "database.deletion_protection",
+            config.database.deletion_protection,
+            config.database.deletion_protection,
+            "must be true when production = true",
+        ),
+        (
+            "database.multi_az",
+            config.database.multi_az,
+            config.database.multi_az,
+            "must be true when production = true",
+        ),
+        (
+            "database.backup_retention_days",
+            config.database.backup_retention_days,
+            config.database.backup_retention_days >= 7,
+            "must be at least 7 when production = true",
+        ),
+        (
+            "network.flow_log_traffic_type",
+            config.network.flow_log_traffic_type,
+            config.network.flow_log_traffic_type == "ALL",
+            "must be ALL when production = true",
+        ),
+    ]
+    for field, value, ok, message in rules:
+        if not ok:
+            raise FieldProblem(field, value, message)
+
+
+# --------------------------------------------------------------------------------------------
+# Loading and error reporting.
+
+
+def config_dir() -> Path:
+    """The folder holding `<env>.toml` files: `$MLOPS_CONFIG_DIR`, else the repository's `config/`."""
+    return Path(os.environ.get(CONFIG_DIR_ENV) or DEFAULT_CONFIG_DIR)
+
+
+def environment_names(directory: Path | None = None) -> list[str]:
+    """The environments defined in a config folder, sorted."""
+    folder = directory or config_dir()
+    if not folder.is_dir():
+        raise ConfigError([f"{_display(folder)}: config folder not found (set {CONFIG_DIR_ENV} or create it)"])
+    return sorted(path.stem for path in folder.glob("*.toml"))
+
+
+def load_config(env: str, directory: Path | None = None) -> EnvironmentConfig:
+    """Read and validate `<directory>/<env>.toml`; raise ConfigError naming every problem."""
+    folder = directory or config_dir()
+    path = folder / f"{env}.toml"
+    shown = _display(path)
+    if not path.is_file():
+        known = ", ".join(environment_names(folder)) or "none"
+        raise ConfigError([f"{shown}: no such file: unknown environment {env!r} (known environments: {known})"])
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"{shown}: invalid TOML: {error}"]) from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError([f"{shown}: cannot read file: {error}"]) from None
+    if "name" in raw:
+        raise ConfigError([f"{shown}: name = {raw['name']!r}: unknown key; the environment's name is the file's name"])
+    try:
+        return EnvironmentConfig.model_validate({"name": env, **raw})
+    except ValidationError as error:
+        raise ConfigError(_describe(shown, error)) from None
+
+
+def load_all(directory: Path | None = None) -> list[EnvironmentConfig]:
+    """Every environment of a config folder; all problems of all files in one ConfigError."""
+    folder = directory or config_dir()
+    names = environment_names(folder)
+    if not names:
+        raise ConfigError([f"{_display(folder)}: no <env>.toml files found"])
+    configs, problems = [], []
+    for name in names:
+        try:
+            configs.append(load_config(name, folder))
+        except ConfigError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise ConfigError(problems)
+    return configs
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _describe(shown: str, error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False):
+        location = [str(part) for part in item["loc"]]
+        value: Any = item.get("input")
+        cause = (item.get("ctx") or {}).get("error")
+        if isinstance(cause, FieldProblem):
+            location.append(cause.field)
+            value = cause.value
+            message = str(cause)
+        else:
+            message = _message(item, location)
+        path = _join(location)
+        if item["type"] == "missing":
+            problems.append(f"{shown}: {path}: {message}")
+        else:
+            problems.append(f"{shown}: {path} = {_show(value)}: {message}")
+    return problems
+
+
+def _message(item: Any, location: list[str]) -> str:
+    kind = item["type"]
+    if kind == "value_error":
+        return str(item["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(location[:-1])
+        return f"unknown key; allowed keys here: {', '.join(allowed)}" if allowed else "unknown key"
+    if kind == "missing":
+        return "is required but missing"
+    if kind == "literal_error":
+        return f"must be one of {item['ctx']['expected']}"
+    readable = {
+        "int_type": "must be a whole number",
+        "bool_type": "must be true or false",
+        "string_type": "must be a string in quotes",
+        "list_type": 'must be a list such as ["a", "b"]',
+        "dict_type": "must be a table",
+        "model_type": "must be a table",
+        "model_attributes_type": "must be a table",
+        "too_short": "has too few entries",
+        "too_long": "has too many entries",
+        "string_too_short": "must not be empty",
+    }
+    base = readable.get(kind, str(item["msg"]))
+    if kind in ("too_short", "too_long") and "ctx" in item:
+        ctx = item["ctx"]
+        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
+        base += f" (at {'least' if kind == 'too_short' else 'most'} {bound})"
+    return base
+
+
+def _allowed_keys(location: list[str]) -> list[str]:
+    model: Any = EnvironmentConfig
+    for part in location:
+        field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        if field is None:
+            return []
+        model = field.annotation
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return [key for key in model.model_fields if not (model is EnvironmentConfig and key == "name")]
+    return []
+
+
+def _join(location: list[str]) -> str:
+    text = ""
+    for part in location:
+        if part.isdigit():
+            text += f"[{part}]"
+        elif part.startswith("["):
+            text += part
+        else:
+            text += f".{part}" if text else part
+    # a FieldProblem path such as "availability_zones[1]" is already joined
+    return text.replace(".[", "[")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "{...}"
+    return repr(value)

@@ -1,0 +1,21 @@
+"""Reusable constructs: typed keyword props in, created resources out as public attributes.
+
+None of them reads a file, an environment variable or the environment's name, so any CDK
+app can use them: `from mlops_infra.constructs import Network, Database`.
+"""
+
+from mlops_infra.constructs.artifact_storage import ArtifactStorage, ReplicationDestination
+from mlops_infra.constructs.container_registry import ContainerRegistry
+from mlops_infra.constructs.database import Database
+from mlops_infra.constructs.keys import DataKeys, customer_managed_key
+from mlops_infra.constructs.network import Network
+
+__all__ = [
+    "ArtifactStorage",
+    "ContainerRegistry",
+    "DataKeys",
+    "Database",
+    "Network",
+    "ReplicationDestination",
+    "customer_managed_key",
+]

@@ -1,0 +1,15 @@
+"""The deployable stacks of one environment, composed from `mlops_infra.constructs`."""
+
+from mlops_infra.stacks.application import ApplicationStack
+from mlops_infra.stacks.disaster_recovery import DisasterRecoveryStack
+from mlops_infra.stacks.environment import EnvironmentStacks, build_environment, stack_name
+from mlops_infra.stacks.foundation import FoundationStack
+
+__all__ = [
+    "ApplicationStack",
+    "DisasterRecoveryStack",
+    "EnvironmentStacks",
+    "FoundationStack",
+    "build_environment",
+    "stack_name",
+]

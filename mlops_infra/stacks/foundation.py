@@ -1,0 +1,98 @@
+"""`Mlops<Env>Foundation`: the network and every stateful resource of one environment.
+
+Kept apart from the services so that no service change can replace a database, bucket,
+repository or key; termination-protected where the config says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_ec2 as ec2
+from constructs import Construct
+
+from mlops_infra import names
+from mlops_infra.config import EnvironmentConfig
+from mlops_infra.constructs import (
+    ArtifactStorage,
+    ContainerRegistry,
+    Database,
+    DataKeys,
+    Network,
+    ReplicationDestination,
+)
+from mlops_infra.stacks.common import database_removal_policy, retention, stateful_removal_policy
+
+
+class FoundationStack(Stack):
+    """Keys, VPC, database, container registry and models bucket of one environment."""
+
+    def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs: Any) -> None:
+        super().__init__(scope, id, **kwargs)
+        stateful = stateful_removal_policy(config)
+        self.keys = DataKeys(self, "Keys", alias_prefix=names.key_alias_prefix(config.name), removal_policy=stateful)
+        network = config.network
+        self.network = Network(
+            self,
+            "Network",
+            cidr=network.cidr,
+            availability_zones=config.aws.availability_zones,
+            nat_gateways=network.nat_gateways,
+            flow_log_traffic_type=ec2.FlowLogTrafficType[network.flow_log_traffic_type],
+            flow_log_retention=retention(network.flow_log_retention_days),
+            flow_log_group_name=names.flow_log_group_name(config.name),
+            log_encryption_key=self.keys.logs,
+            log_removal_policy=stateful,
+            interface_endpoints=network.interface_endpoints,
+            public_subnet_mask=network.public_subnet_mask,
+            private_subnet_mask=network.private_subnet_mask,
+            isolated_subnet_mask=network.isolated_subnet_mask,
+        )
+        database = config.database
+        self.database = Database(
+            self,
+            "Database",
+            vpc=self.network.vpc,
+            instance_identifier=names.database_identifier(config.name),
+            engine_version=database.engine_version,
+            instance_type=ec2.InstanceType(database.instance_class.removeprefix("db.")),
+            allocated_storage_gib=database.allocated_storage_gib,
+            max_allocated_storage_gib=database.max_allocated_storage_gib,
+            multi_az=database.multi_az,
+            backup_retention=Duration.days(database.backup_retention_days),
+            deletion_protection=database.deletion_protection,
+            removal_policy=database_removal_policy(config),
+            encryption_key=self.keys.database,
+            log_encryption_key=self.keys.logs,
+            log_retention=retention(database.log_retention_days),
+            performance_insights=database.performance_insights,
+        )
+        self.registry = ContainerRegistry(
+            self,
+            "Registry",
+            repository_names=names.REPOSITORY_NAMES,
+            max_image_count=config.registry.max_image_count,
+            untagged_expiry_days=config.registry.untagged_expiry_days,
+        )
+        storage = config.storage
+        replication = None
+        if storage.replication and config.aws.dr_region:
+            replication = ReplicationDestination(
+                bucket_name=config.models_replica_bucket_name,
+                region=config.aws.dr_region,
+                key_alias=f"{names.key_alias_prefix(config.name)}/storage",
+            )
+        self.storage = ArtifactStorage(
+            self,
+            "ModelStorage",
+            bucket_name=config.models_bucket_name,
+            access_logs_bucket_name=config.access_logs_bucket_name,
+            encryption_key=self.keys.storage,
+            noncurrent_transition_days=storage.noncurrent_transition_days,
+            noncurrent_expiration_days=storage.noncurrent_expiration_days,
+            abort_incomplete_multipart_days=storage.abort_incomplete_multipart_days,
+            access_log_expiration_days=storage.access_log_expiration_days,
+            removal_policy=stateful,
+            replication=replication,
+        )
