@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install synth test lint bench clean
+.PHONY: install synth test lint bench clean snapshots stateful-ids
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -37,3 +37,10 @@ bench: install
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
+
+# After reviewing a template change: rewrite the snapshots / the stateful logical-ID registry.
+snapshots: install
+	$(PY) -m pytest tests/test_snapshots.py --snapshot-update -q
+
+stateful-ids: install
+	UPDATE_STATEFUL_IDS=1 $(PY) -m pytest tests/test_stateful_ids.py -q

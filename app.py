@@ -9,6 +9,8 @@ import os
 import sys
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+# No pydantic plugins are used; not scanning the installed packages for them saves ~20 ms a run.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 from mlops_infra.config import ConfigError, load_all
 

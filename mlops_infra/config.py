@@ -21,6 +21,7 @@ CONFIG_DIR_ENV = "MLOPS_CONFIG_DIR"
 DEFAULT_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 
 ENV_NAME_PATTERN = re.compile(r"^[a-z][a-z0-9]{1,15}$")
+ENV_NAME_RULE = "2-16 lower-case letters or digits, starting with a letter"
 REGION_PATTERN = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 ACCOUNT_PATTERN = re.compile(r"^\d{12}$")
 PREFIX_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,18}[a-z0-9]$")
@@ -64,12 +65,25 @@ class ConfigError(Exception):
 
 
 class FieldProblem(ValueError):
-    """Raised by a cross-field rule to blame one field (a dotted path relative to the model)."""
+    """A cross-field rule's verdict on one field (a dotted path relative to the model)."""
 
     def __init__(self, field: str, value: Any, message: str) -> None:
         self.field = field
         self.value = value
         super().__init__(message)
+
+
+class FieldProblems(ValueError):
+    """Every cross-field problem of one model, so that each gets its own line."""
+
+    def __init__(self, problems: list[FieldProblem]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(str(problem) for problem in problems))
+
+
+def _report(problems: list[FieldProblem]) -> None:
+    if problems:
+        raise FieldProblems(problems)
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,15 +159,18 @@ class AwsSettings(_Settings):
 
     @model_validator(mode="after")
     def _zones_and_regions(self) -> AwsSettings:
-        for index, zone in enumerate(self.availability_zones):
-            if not re.fullmatch(re.escape(self.region) + r"[a-z]", zone):
-                raise FieldProblem(
-                    f"availability_zones[{index}]",
-                    zone,
-                    f"must be an availability zone of region {self.region} (such as {self.region}a)",
-                )
+        problems = [
+            FieldProblem(
+                f"availability_zones[{index}]",
+                zone,
+                f"must be an availability zone of region {self.region} (such as {self.region}a)",
+            )
+            for index, zone in enumerate(self.availability_zones)
+            if not re.fullmatch(re.escape(self.region) + r"[a-z]", zone)
+        ]
         if self.dr_region == self.region:
-            raise FieldProblem("dr_region", self.dr_region, "must differ from aws.region")
+            problems.append(FieldProblem("dr_region", self.dr_region, "must differ from aws.region"))
+        _report(problems)
         return self
 
 
@@ -212,16 +229,22 @@ class DatabaseSettings(_Settings):
 
     @model_validator(mode="after")
     def _versions_and_storage(self) -> DatabaseSettings:
+        problems: list[FieldProblem] = []
         match = ENGINE_VERSION_PATTERN.fullmatch(self.engine_version)
         if match and int(match.group(1)) not in SUPPORTED_POSTGRES_MAJORS:
             allowed = ", ".join(map(str, SUPPORTED_POSTGRES_MAJORS))
-            raise FieldProblem("engine_version", self.engine_version, f"major version must be one of {allowed}")
-        if self.max_allocated_storage_gib is not None and self.max_allocated_storage_gib <= self.allocated_storage_gib:
-            raise FieldProblem(
-                "max_allocated_storage_gib",
-                self.max_allocated_storage_gib,
-                f"must be greater than allocated_storage_gib ({self.allocated_storage_gib}) or left out",
+            problems.append(
+                FieldProblem("engine_version", self.engine_version, f"major version must be one of {allowed}")
             )
+        if self.max_allocated_storage_gib is not None and self.max_allocated_storage_gib <= self.allocated_storage_gib:
+            problems.append(
+                FieldProblem(
+                    "max_allocated_storage_gib",
+                    self.max_allocated_storage_gib,
+                    f"must be greater than allocated_storage_gib ({self.allocated_storage_gib}) or left out",
+                )
+            )
+        _report(problems)
         return self
 
     @property
@@ -241,10 +264,14 @@ class StorageSettings(_Settings):
     @model_validator(mode="after")
     def _expiry_after_transition(self) -> StorageSettings:
         if self.noncurrent_expiration_days <= self.noncurrent_transition_days:
-            raise FieldProblem(
-                "noncurrent_expiration_days",
-                self.noncurrent_expiration_days,
-                f"must be greater than noncurrent_transition_days ({self.noncurrent_transition_days})",
+            _report(
+                [
+                    FieldProblem(
+                        "noncurrent_expiration_days",
+                        self.noncurrent_expiration_days,
+                        f"must be greater than noncurrent_transition_days ({self.noncurrent_transition_days})",
+                    )
+                ]
             )
         return self
 
@@ -259,7 +286,7 @@ class RegistrySettings(_Settings):
 class EnvironmentConfig(_Settings):
     """Everything one environment (dev, staging, prod, ...) is built from."""
 
-    name: Annotated[str, _matching(ENV_NAME_PATTERN, "2-16 lower-case letters or digits, starting with a letter")]
+    name: Annotated[str, _matching(ENV_NAME_PATTERN, ENV_NAME_RULE)]
     production: bool
     termination_protection: bool
     removal_policy: Literal["retain", "snapshot", "destroy"]
@@ -274,21 +301,26 @@ class EnvironmentConfig(_Settings):
     @model_validator(mode="after")
     def _cross_section_rules(self) -> EnvironmentConfig:
         zones = len(self.aws.availability_zones)
+        problems: list[FieldProblem] = []
         if self.network.nat_gateways > zones:
-            raise FieldProblem(
-                "network.nat_gateways",
-                self.network.nat_gateways,
-                f"must not exceed the number of availability zones ({zones})",
+            problems.append(
+                FieldProblem(
+                    "network.nat_gateways",
+                    self.network.nat_gateways,
+                    f"must not exceed the number of availability zones ({zones})",
+                )
             )
-        _check_subnets_fit(self.network, zones)
+        problems += _subnet_problems(self.network, zones)
         if self.storage.replication and self.aws.dr_region is None:
-            raise FieldProblem("storage.replication", True, "needs aws.dr_region to be set")
+            problems.append(FieldProblem("storage.replication", True, "needs aws.dr_region to be set"))
         if self.production:
-            _check_production_grade(self)
-        if len(self.models_replica_bucket_name) > 63:
-            raise FieldProblem(
-                "naming.prefix", self.naming.prefix, "is too long: bucket names must fit in 63 characters"
+            problems += _production_problems(self)
+        longest = max(self.bucket_names, key=len)
+        if len(longest) > 63:
+            problems.append(
+                FieldProblem("naming.prefix", self.naming.prefix, f"is too long: bucket name {longest} exceeds 63")
             )
+        _report(problems)
         return self
 
     # Names derived from the settings, in one place.
@@ -312,29 +344,42 @@ class EnvironmentConfig(_Settings):
     def replica_access_logs_bucket_name(self) -> str:
         return f"{self.access_logs_bucket_name}-replica"
 
+    @property
+    def bucket_names(self) -> list[str]:
+        return [
+            self.models_bucket_name,
+            self.models_replica_bucket_name,
+            self.access_logs_bucket_name,
+            self.replica_access_logs_bucket_name,
+        ]
 
-def _check_subnets_fit(network: NetworkSettings, zones: int) -> None:
-    """Allocate every tier's subnets in order, aligned, as CDK does; fail if the VPC is too small."""
+
+def _subnet_problems(network: NetworkSettings, zones: int) -> list[FieldProblem]:
+    """Allocate every tier's subnets in order, aligned, as CDK does; a problem if the VPC is too small."""
     vpc = ipaddress.IPv4Network(network.cidr)
-    next_address = int(vpc.network_address)
-    for tier, mask in network.subnet_masks().items():
-        if mask < vpc.prefixlen:
-            raise FieldProblem(
-                f"network.{tier}_subnet_mask", mask, f"must not be larger than the VPC (/{vpc.prefixlen})"
+    masks = network.subnet_masks()
+    too_large = [tier for tier, mask in masks.items() if mask < vpc.prefixlen]
+    if too_large:
+        tiers = ", ".join(f"{tier} /{masks[tier]}" for tier in too_large)
+        return [
+            FieldProblem(
+                "network.cidr",
+                network.cidr,
+                f"is smaller than one subnet ({tiers}): widen it or set network.<tier>_subnet_mask",
             )
+        ]
+    next_address = int(vpc.network_address)
+    for mask in masks.values():
         size = 2 ** (32 - mask)
         for _ in range(zones):
             next_address = -(-next_address // size) * size + size
     if next_address > int(vpc.broadcast_address) + 1:
-        raise FieldProblem(
-            "network.cidr",
-            network.cidr,
-            f"is too small for {zones} availability zones x subnets "
-            + ", ".join(f"{tier} /{mask}" for tier, mask in network.subnet_masks().items()),
-        )
+        tiers = ", ".join(f"{tier} /{mask}" for tier, mask in masks.items())
+        return [FieldProblem("network.cidr", network.cidr, f"is too small for {zones} availability zones x {tiers}")]
+    return []
 
 
-def _check_production_grade(config: EnvironmentConfig) -> None:
+def _production_problems(config: EnvironmentConfig) -> list[FieldProblem]:
     """A config marked `production = true` may not weaken what protects production data."""
     rules: list[tuple[str, Any, bool, str]] = [
         (
@@ -374,9 +419,7 @@ def _check_production_grade(config: EnvironmentConfig) -> None:
             "must be ALL when production = true",
         ),
     ]
-    for field, value, ok, message in rules:
-        if not ok:
-            raise FieldProblem(field, value, message)
+    return [FieldProblem(field, value, message) for field, value, ok, message in rules if not ok]
 
 
 # --------------------------------------------------------------------------------------------
@@ -393,7 +436,8 @@ def environment_names(directory: Path | None = None) -> list[str]:
     folder = directory or config_dir()
     if not folder.is_dir():
         raise ConfigError([f"{_display(folder)}: config folder not found (set {CONFIG_DIR_ENV} or create it)"])
-    return sorted(path.stem for path in folder.glob("*.toml"))
+    # Hidden files (editor backups such as .#dev.toml) are not environments.
+    return sorted(path.stem for path in folder.glob("*.toml") if not path.name.startswith((".", "#")))
 
 
 def load_config(env: str, directory: Path | None = None) -> EnvironmentConfig:
@@ -401,6 +445,10 @@ def load_config(env: str, directory: Path | None = None) -> EnvironmentConfig:
     folder = directory or config_dir()
     path = folder / f"{env}.toml"
     shown = _display(path)
+    if not ENV_NAME_PATTERN.fullmatch(env):
+        raise ConfigError(
+            [f"{shown}: file name {env!r}: an environment's name must be {ENV_NAME_RULE} (it names the stacks)"]
+        )
     if not path.is_file():
         known = ", ".join(environment_names(folder)) or "none"
         raise ConfigError([f"{shown}: no such file: unknown environment {env!r} (known environments: {known})"])
@@ -411,7 +459,7 @@ def load_config(env: str, directory: Path | None = None) -> EnvironmentConfig:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError([f"{shown}: cannot read file: {error}"]) from None
     if "name" in raw:
-        raise ConfigError([f"{shown}: name = {raw['name']!r}: unknown key; the environment's name is the file's name"])
+        raise ConfigError([f"{shown}: name = {_show(raw['name'])}: unknown key; the environment's name is the file's"])
     try:
         return EnvironmentConfig.model_validate({"name": env, **raw})
     except ValidationError as error:
@@ -443,17 +491,18 @@ def _display(path: Path) -> str:
 
 
 def _describe(shown: str, error: ValidationError) -> list[str]:
-    problems = []
+    problems: list[str] = []
     for item in error.errors(include_url=False):
         location = [str(part) for part in item["loc"]]
         value: Any = item.get("input")
         cause = (item.get("ctx") or {}).get("error")
-        if isinstance(cause, FieldProblem):
-            location.append(cause.field)
-            value = cause.value
-            message = str(cause)
-        else:
-            message = _message(item, location)
+        if isinstance(cause, FieldProblems):
+            problems.extend(
+                f"{shown}: {_join([*location, problem.field])} = {_show(problem.value)}: {problem}"
+                for problem in cause.problems
+            )
+            continue
+        message = _message(item, location)
         path = _join(location)
         if item["type"] == "missing":
             problems.append(f"{shown}: {path}: {message}")
@@ -472,7 +521,7 @@ def _message(item: Any, location: list[str]) -> str:
     if kind == "missing":
         return "is required but missing"
     if kind == "literal_error":
-        return f"must be one of {item['ctx']['expected']}"
+        return f"must be one of {str(item['ctx']['expected']).replace(chr(39), chr(34))}"
     readable = {
         "int_type": "must be a whole number",
         "bool_type": "must be true or false",
@@ -519,6 +568,9 @@ def _join(location: list[str]) -> str:
 
 
 def _show(value: Any) -> str:
+    """A value as it is written in TOML."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(item) for item in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):

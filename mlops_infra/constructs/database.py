@@ -16,7 +16,10 @@ EXPORTED_LOGS = ("postgresql", "upgrade")
 
 
 class Database(Construct):
-    """A PostgreSQL instance that accepts connections only from peers granted with `allow_from`."""
+    """A PostgreSQL instance that accepts connections only from peers granted with `allow_from`.
+
+    Placed in the VPC's isolated subnets unless `subnets` says otherwise.
+    """
 
     def __init__(
         self,
@@ -38,6 +41,7 @@ class Database(Construct):
         log_retention: logs.RetentionDays,
         performance_insights: bool,
         master_username: str = "mlops_admin",
+        subnets: ec2.SubnetSelection | None = None,
     ) -> None:
         super().__init__(scope, id)
         major = engine_version.split(".")[0]
@@ -74,7 +78,7 @@ class Database(Construct):
             engine=engine,
             instance_type=instance_type,
             vpc=vpc,
-            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
+            vpc_subnets=subnets or ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_ISOLATED),
             security_groups=[self.security_group],
             port=POSTGRES_PORT,
             # Replaced below by a password that RDS generates, stores and rotates in Secrets Manager.
