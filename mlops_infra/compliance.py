@@ -7,12 +7,14 @@ resource with the same problem still fails the synth.
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import Acknowledgment, App, Stack, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from mlops_infra.config import EnvironmentConfig
-from mlops_infra.constructs import ArtifactStorage, Database
+from mlops_infra.constructs import ArtifactStorage, Database, FrontendDistribution, HttpService, MlflowServer
 from mlops_infra.stacks import EnvironmentStacks
 
 
@@ -25,10 +27,92 @@ def acknowledge(stacks: EnvironmentStacks, config: EnvironmentConfig) -> None:
     """Acknowledge the findings this design accepts on purpose, environment by environment."""
     _database(stacks.foundation.database, config)
     _replication(stacks.foundation.storage)
+    application = stacks.application
+    for service in application.services:
+        _service(service)
+    _mlflow(application.mlflow, config)
+    _frontend(application.frontend, config)
+    if application.cache is not None:
+        _ack(
+            application.cache.replication_group,
+            "AEC6",
+            "Clients reach the cache only from the backend and inference security groups, over TLS (transit "
+            "encryption required); the cache holds derived features, no credentials or personal data.",
+        )
 
 
 def _ack(scope: IConstruct, rule: str, reason: str) -> None:
     Validations.of(scope).acknowledge(Acknowledgment(id=f"AwsSolutions::AwsSolutions-{rule}", reason=reason))
+
+
+def _default_policy(role: IConstruct) -> IConstruct:
+    policy = role.node.find_child("DefaultPolicy").node.default_child
+    assert policy is not None
+    return policy
+
+
+def _service(service: HttpService) -> None:
+    _ack(
+        service.task_definition,
+        "ECS2",
+        "The plain environment variables are non-secret settings (hosts, ports, URIs, feature switches); every "
+        "credential is injected as an ECS secret from Secrets Manager.",
+    )
+    _ack(
+        _default_policy(service.task_definition.obtain_execution_role()),
+        "IAM5[Resource::*]",
+        "ecr:GetAuthorizationToken has no resource-level permissions (AWS requires Resource *); image pulls "
+        "themselves are limited to the service's repository.",
+    )
+    alternate_role = service.service.node.try_find_child("AlternateRole")
+    if alternate_role is not None:
+        _ack(
+            alternate_role,
+            "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers]",
+            "ECS itself assumes this role to shift traffic between the blue and green target groups during canary "
+            "and blue/green deployments; the AWS-maintained policy covers exactly those load-balancer calls.",
+        )
+
+
+def _mlflow(mlflow: MlflowServer, config: EnvironmentConfig) -> None:
+    policy = _default_policy(mlflow.service.task_role)
+    _ack(
+        policy,
+        f"IAM5[Resource::{_as_reported(policy, mlflow.artifacts_objects_arn)}]",
+        "MLflow stores run artifacts and model files under its own prefix of the models bucket; object names are "
+        "generated at run time, so the grant covers that prefix and no other.",
+    )
+    if mlflow.admin_secret is not None:
+        _ack(
+            mlflow.admin_secret,
+            "SMG4",
+            f"{config.name}: the MLflow basic-auth admin password lives in MLflow's auth database too; rotating it "
+            "means calling MLflow's user API, which a Secrets Manager rotation Lambda cannot do without credentials "
+            "to MLflow; rotate it with MLflow's API and update the secret.",
+        )
+
+
+def _frontend(frontend: FrontendDistribution, config: EnvironmentConfig) -> None:
+    distribution = frontend.distribution
+    _ack(
+        distribution,
+        "CFR1",
+        "MLOps Studio serves its users wherever they are; no country is excluded by policy.",
+    )
+    if config.frontend.certificate_arn is None:
+        _ack(
+            distribution,
+            "CFR4",
+            f"{config.name} has no custom domain (frontend.domain_name): the default *.cloudfront.net certificate "
+            "cannot be limited to TLS 1.2; with a domain and certificate in config, TLSv1.2_2021 applies.",
+        )
+    if config.frontend.web_acl_arn is None:
+        _ack(
+            distribution,
+            "CFR2",
+            f"{config.name} has no WAF web ACL configured (frontend.web_acl_arn); the API origin is an internal "
+            "load balancer reachable only through CloudFront. Set a web ACL in config to attach one.",
+        )
 
 
 def _database(database: Database, config: EnvironmentConfig) -> None:
@@ -59,8 +143,7 @@ def _replication(storage: ArtifactStorage) -> None:
     role = storage.replication_role
     if role is None:
         return
-    policy = role.node.find_child("DefaultPolicy").node.default_child
-    assert policy is not None
+    policy = _default_policy(role)
     for resource in storage.replication_wildcard_resources:
         _ack(
             policy,
@@ -72,15 +155,20 @@ def _replication(storage: ArtifactStorage) -> None:
 
 
 def _as_reported(scope: IConstruct, value: str) -> str:
-    """A resource string the way cdk-nag prints it: references as <LogicalId> or <LogicalId.Attribute>."""
+    """A resource string the way cdk-nag prints it: references as <LogicalId> or <LogicalId.Attribute>, imports
+    from another stack as the export's name, other intrinsics as compact JSON."""
     resolved = Stack.of(scope).resolve(value)
-    parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) else [resolved]
+    parts = resolved["Fn::Join"][1] if isinstance(resolved, dict) and "Fn::Join" in resolved else [resolved]
     rendered = []
     for part in parts:
         if isinstance(part, str):
             rendered.append(part)
         elif "Ref" in part:
             rendered.append(f"<{part['Ref']}>")
-        else:
+        elif "Fn::GetAtt" in part:
             rendered.append(f"<{'.'.join(part['Fn::GetAtt'])}>")
+        elif "Fn::ImportValue" in part:
+            rendered.append(str(part["Fn::ImportValue"]))
+        else:
+            rendered.append(json.dumps(part, separators=(",", ":")))
     return "".join(rendered)

@@ -283,6 +283,164 @@ class RegistrySettings(_Settings):
     untagged_expiry_days: Annotated[int, _between(1, 365)] = 7
 
 
+# Fargate's valid task sizes: CPU units -> allowed memory (MiB).
+FARGATE_MEMORY: dict[int, range] = {
+    256: range(512, 2049, 512),
+    512: range(1024, 4097, 1024),
+    1024: range(2048, 8193, 1024),
+    2048: range(4096, 16385, 1024),
+    4096: range(8192, 30721, 1024),
+    8192: range(16384, 61441, 4096),
+    16384: range(32768, 122881, 8192),
+}
+IMAGE_TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+IMAGE_TAG_RULE = "an image tag: up to 128 letters, digits, _ . -, not starting with . or -"
+
+
+class ServiceSize(_Settings):
+    """One Fargate service's task size, count and scaling."""
+
+    cpu: Annotated[int, _one_of(FARGATE_MEMORY)]
+    memory_mib: Annotated[int, _between(512, 122880)]
+    desired_count: Annotated[int, _between(0, 100)]
+    min_tasks: Annotated[int, _between(0, 100)]
+    max_tasks: Annotated[int, _between(1, 100)]
+    cpu_target_percent: Annotated[int, _between(10, 90)] = 70
+    requests_per_target: Annotated[int, _between(1, 100000)] | None = None
+
+    @model_validator(mode="after")
+    def _size_and_bounds(self) -> ServiceSize:
+        problems: list[FieldProblem] = []
+        allowed = FARGATE_MEMORY.get(self.cpu)
+        if allowed is not None and self.memory_mib not in allowed:
+            problems.append(
+                FieldProblem(
+                    "memory_mib",
+                    self.memory_mib,
+                    f"is not a Fargate size for cpu = {self.cpu}: use {allowed.start}-{allowed.stop - 1} "
+                    f"in steps of {allowed.step}",
+                )
+            )
+        if not self.min_tasks <= self.desired_count <= self.max_tasks:
+            problems.append(
+                FieldProblem(
+                    "desired_count",
+                    self.desired_count,
+                    f"must lie between min_tasks ({self.min_tasks}) and max_tasks ({self.max_tasks})",
+                )
+            )
+        _report(problems)
+        return self
+
+
+class ScheduleSettings(_Settings):
+    """After-hours shutdown: services scale to 0 at `stop_hour` and back at `start_hour`, Monday to Friday."""
+
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    stop_hour: Annotated[int, _between(0, 23)] = 18
+    start_hour: Annotated[int, _between(0, 23)] = 8
+
+    @model_validator(mode="after")
+    def _time_zone_and_order(self) -> ScheduleSettings:
+        problems: list[FieldProblem] = []
+        if not _is_time_zone(self.time_zone):
+            problems.append(FieldProblem("time_zone", self.time_zone, "must be an IANA time zone such as Europe/Paris"))
+        if self.start_hour == self.stop_hour:
+            problems.append(FieldProblem("start_hour", self.start_hour, "must differ from stop_hour"))
+        _report(problems)
+        return self
+
+
+class ServicesSettings(_Settings):
+    """The Fargate services: images, deployment safety, sizes and the after-hours schedule."""
+
+    default_image_tag: Annotated[str, _matching(IMAGE_TAG_PATTERN, IMAGE_TAG_RULE)]
+    deployment: Literal["rolling", "canary", "blue_green"]
+    bake_time_minutes: Annotated[int, _between(0, 1440)] = 5
+    canary_percent: Annotated[int, _between(1, 99)] = 10
+    deploy_alarm_5xx_count: Annotated[int, _between(1, 100000)] = 5
+    deploy_alarm_p99_latency_ms: Annotated[int, _between(10, 60000)] = 2000
+    log_retention_days: Retention = 30
+    schedule: ScheduleSettings | None = None
+    backend: ServiceSize
+    mlflow: ServiceSize
+    inference: ServiceSize
+    frontend: ServiceSize
+
+
+class MlflowSettings(_Settings):
+    """The MLflow tracking server and model registry."""
+
+    image: Literal["asset", "registry"] = "asset"
+    auth: bool = False
+    database_name: Annotated[str, _matching(re.compile(r"^[a-z][a-z0-9_]{0,62}$"), "a PostgreSQL database name")] = (
+        "mlflow"
+    )
+
+
+class InferenceSettings(_Settings):
+    """The model-inference service."""
+
+    model_name: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class FrontendSettings(_Settings):
+    """Where the web frontend is served from, and its optional custom domain."""
+
+    hosting: Literal["s3", "ecs"] = "s3"
+    domain_name: Annotated[str, Field(min_length=3, max_length=253)] | None = None
+    certificate_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate/.+$")] | None = (
+        None
+    )
+    web_acl_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:wafv2:us-east-1:\d{12}:global/webacl/.+$")] | None = (
+        None
+    )
+    log_expiration_days: Annotated[int, _between(1, 3650)] = 90
+
+    @model_validator(mode="after")
+    def _domain_needs_certificate(self) -> FrontendSettings:
+        if (self.domain_name is None) != (self.certificate_arn is None):
+            _report(
+                [
+                    FieldProblem(
+                        "certificate_arn" if self.domain_name else "domain_name",
+                        self.certificate_arn if self.domain_name else self.domain_name,
+                        "domain_name and certificate_arn go together (an ACM certificate in us-east-1)",
+                    )
+                ]
+            )
+        return self
+
+
+class LoadBalancerSettings(_Settings):
+    """The internal Application Load Balancer shared by the services."""
+
+    idle_timeout_seconds: Annotated[int, _between(1, 4000)] = 60
+    deletion_protection: bool
+    cloudfront_prefix_list_id: Annotated[str, _matching(re.compile(r"^pl-[0-9a-f]{8,17}$"), "a prefix list ID pl-...")]
+
+
+class CacheSettings(_Settings):
+    """Optional feature cache (ElastiCache, Valkey or Redis OSS)."""
+
+    enabled: bool = False
+    engine: Literal["valkey", "redis"] = "valkey"
+    node_type: Annotated[
+        str, _matching(re.compile(r"^cache\.[a-z0-9]+\.[a-z0-9]+$"), "a node type such as cache.t4g.micro")
+    ] = "cache.t4g.micro"
+    replicas: Annotated[int, _between(0, 5)] = 0
+
+
+def _is_time_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
 class EnvironmentConfig(_Settings):
     """Everything one environment (dev, staging, prod, ...) is built from."""
 
@@ -297,6 +455,12 @@ class EnvironmentConfig(_Settings):
     database: DatabaseSettings
     storage: StorageSettings
     registry: RegistrySettings
+    services: ServicesSettings
+    mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
+    inference: InferenceSettings
+    frontend: FrontendSettings = Field(default_factory=FrontendSettings)
+    load_balancer: LoadBalancerSettings
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> EnvironmentConfig:
@@ -417,6 +581,18 @@ def _production_problems(config: EnvironmentConfig) -> list[FieldProblem]:
             config.network.flow_log_traffic_type,
             config.network.flow_log_traffic_type == "ALL",
             "must be ALL when production = true",
+        ),
+        (
+            "load_balancer.deletion_protection",
+            config.load_balancer.deletion_protection,
+            config.load_balancer.deletion_protection,
+            "must be true when production = true",
+        ),
+        (
+            "services.schedule",
+            config.services.schedule,
+            config.services.schedule is None,
+            "must be left out when production = true (no after-hours shutdown)",
         ),
     ]
     return [FieldProblem(field, value, message) for field, value, ok, message in rules if not ok]
@@ -575,6 +751,6 @@ def _show(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return f'"{value}"'
-    if isinstance(value, dict):
+    if isinstance(value, dict | BaseModel):
         return "{...}"
     return repr(value)

@@ -1,6 +1,6 @@
 """Names fixed by the deployment guide, in one place."""
 
-REPOSITORY_NAMES = ("mlops-backend", "mlops-frontend", "mlops-inference")
+REPOSITORY_NAMES = ("mlops-backend", "mlops-frontend", "mlops-inference", "mlops-mlflow")
 
 
 def cluster_name(env: str) -> str:
@@ -17,3 +17,22 @@ def key_alias_prefix(env: str) -> str:
 
 def flow_log_group_name(env: str) -> str:
     return f"/vpc/mlops-{env}/flow-logs"
+
+
+# The services, by short name: (ECS service name, container port).
+SERVICES = {
+    "backend": ("mlops-backend-service", 5000),
+    "frontend": ("mlops-frontend-service", 8080),
+    "mlflow": ("mlops-mlflow", 5000),
+    "inference": ("mlops-inference", 8080),
+}
+MLFLOW_REPOSITORY = "mlops-mlflow"
+
+
+def service_log_group(env: str, service: str) -> str:
+    return f"/ecs/mlops-{env}/{service}"
+
+
+def deployment_alarm_prefix(env: str, service: str) -> str:
+    """Deployment alarms are `<prefix>-5xx` and `<prefix>-p99-latency`: stable, so runbooks can name them."""
+    return f"mlops-{env}-{service}-deploy"

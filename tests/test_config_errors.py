@@ -470,9 +470,67 @@ MORE_CASES: list[Case] = [
     case(
         "production-without-deletion-protection",
         "prod.toml",
-        replace("deletion_protection = true", "deletion_protection = false"),
+        replace(
+            "multi_az = true\nbackup_retention_days = 30\ndeletion_protection = true",
+            "multi_az = true\nbackup_retention_days = 30\ndeletion_protection = false",
+        ),
         "database.deletion_protection = false",
         "must be true when production = true",
+    ),
+    case(
+        "production-load-balancer-without-deletion-protection",
+        "prod.toml",
+        replace(
+            "idle_timeout_seconds = 120\ndeletion_protection = true",
+            "idle_timeout_seconds = 120\ndeletion_protection = false",
+        ),
+        "load_balancer.deletion_protection = false",
+        "must be true when production = true",
+    ),
+    case(
+        "production-with-after-hours-shutdown",
+        "prod.toml",
+        replace("[services.backend]", '[services.schedule]\ntime_zone = "UTC"\n\n[services.backend]'),
+        "services.schedule = {...}",
+        "must be left out when production = true",
+    ),
+    case(
+        "fargate-memory-not-valid-for-cpu",
+        "staging.toml",
+        replace("cpu = 512\nmemory_mib = 1024\ndesired_count = 2", "cpu = 512\nmemory_mib = 700\ndesired_count = 2"),
+        "services.backend.memory_mib = 700",
+        "is not a Fargate size for cpu = 512: use 1024-4096 in steps of 1024",
+    ),
+    case(
+        "desired-count-outside-bounds",
+        "dev.toml",
+        replace(
+            "desired_count = 1\nmin_tasks = 1\nmax_tasks = 2\n\n[services.mlflow]",
+            "desired_count = 5\nmin_tasks = 1\nmax_tasks = 2\n\n[services.mlflow]",
+        ),
+        "services.backend.desired_count = 5",
+        "must lie between min_tasks (1) and max_tasks (2)",
+    ),
+    case(
+        "unknown-time-zone",
+        "dev.toml",
+        replace('time_zone = "America/New_York"', 'time_zone = "Mars/Olympus"'),
+        'services.schedule.time_zone = "Mars/Olympus"',
+        "must be an IANA time zone",
+    ),
+    case(
+        "bad-deployment-strategy",
+        "staging.toml",
+        replace('deployment = "canary"', 'deployment = "big_bang"'),
+        'services.deployment = "big_bang"',
+        'must be one of "rolling", "canary" or "blue_green"',
+    ),
+    case(
+        "domain-without-certificate",
+        "prod.toml",
+        replace('hosting = "s3"', 'hosting = "s3"\ndomain_name = "mlops.example.com"'),
+        "frontend.certificate_arn",
+        "domain_name and certificate_arn go together",
     ),
     case(
         "replication-without-dr-region",

@@ -330,6 +330,7 @@ def test_repositories(synth: Synth, env: str, keep: int) -> None:
         "mlops-backend",
         "mlops-frontend",
         "mlops-inference",
+        "mlops-mlflow",
     ]
     template.all_resources(
         "AWS::ECR::Repository",

@@ -7,7 +7,19 @@ app can use them: `from mlops_infra.constructs import Network, Database`.
 from mlops_infra.constructs.artifact_storage import ArtifactStorage, ReplicationDestination
 from mlops_infra.constructs.container_registry import ContainerRegistry
 from mlops_infra.constructs.database import Database
+from mlops_infra.constructs.feature_cache import FeatureCache
+from mlops_infra.constructs.frontend_distribution import FrontendDistribution
+from mlops_infra.constructs.http_service import (
+    Deployment,
+    HttpService,
+    HttpServiceOptions,
+    OffHours,
+    Routing,
+    Scaling,
+)
 from mlops_infra.constructs.keys import DataKeys, customer_managed_key
+from mlops_infra.constructs.load_balancer import InternalLoadBalancer
+from mlops_infra.constructs.mlflow_server import MlflowServer
 from mlops_infra.constructs.network import Network
 
 __all__ = [
@@ -15,7 +27,17 @@ __all__ = [
     "ContainerRegistry",
     "DataKeys",
     "Database",
+    "Deployment",
+    "FeatureCache",
+    "FrontendDistribution",
+    "HttpService",
+    "HttpServiceOptions",
+    "InternalLoadBalancer",
+    "MlflowServer",
     "Network",
+    "OffHours",
     "ReplicationDestination",
+    "Routing",
+    "Scaling",
     "customer_managed_key",
 ]

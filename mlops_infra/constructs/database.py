@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, SecretValue
+from typing import cast
+
+from aws_cdk import Duration, Names, RemovalPolicy, SecretValue, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
@@ -115,6 +117,20 @@ class Database(Construct):
         self.master_username = master_username
         self.port = POSTGRES_PORT
 
-    def allow_from(self, peer: ec2.IConnectable, description: str) -> None:
-        """Open the PostgreSQL port to one peer (a service's security group), and nothing else."""
-        self.security_group.connections.allow_from(peer, ec2.Port.tcp(POSTGRES_PORT), description)
+    def allow_from(self, peer: ec2.ISecurityGroup, description: str) -> None:
+        """Open the PostgreSQL port to one peer (a service's security group), and nothing else.
+
+        The rule is created beside the peer: a service stack may depend on the data stack, never
+        the other way round, so granting a new service never touches the database's stack.
+        """
+        same_stack = Stack.of(peer) is Stack.of(self)
+        ec2.CfnSecurityGroupIngress(
+            self if same_stack else cast(Construct, peer),
+            f"PostgresFrom{Names.unique_id(peer)}" if same_stack else "PostgresIngress",
+            group_id=self.security_group.security_group_id,
+            source_security_group_id=peer.security_group_id,
+            ip_protocol="tcp",
+            from_port=POSTGRES_PORT,
+            to_port=POSTGRES_PORT,
+            description=f"PostgreSQL from {description}",
+        )

@@ -1,0 +1,375 @@
+"""A Fargate service for any HTTP container, behind a listener rule, with safe deployments.
+
+Built on the L2 `FargateService` (not `ecs_patterns`) because only it has ECS's native
+deployment strategies: rolling with a circuit breaker, canary, and blue/green with a bake time,
+the last two shifting traffic between two target groups and rolling back on alarm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from aws_cdk import Duration, RemovalPolicy, TimeZone
+from aws_cdk import aws_applicationautoscaling as appscaling
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+Strategy = Literal["rolling", "canary", "blue_green"]
+STRATEGIES: dict[Strategy, ecs.DeploymentStrategy] = {
+    "rolling": ecs.DeploymentStrategy.ROLLING,
+    "canary": ecs.DeploymentStrategy.CANARY,
+    "blue_green": ecs.DeploymentStrategy.BLUE_GREEN,
+}
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How a new task definition replaces the old one."""
+
+    strategy: Strategy
+    bake_time: Duration = field(default_factory=lambda: Duration.minutes(5))
+    canary_percent: int = 10
+    alarm_5xx_count: int = 5  # target 5xx responses per minute (blue + green) that roll back
+    alarm_p99_latency: Duration = field(default_factory=lambda: Duration.seconds(2))  # p99 that rolls back
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Task count bounds and target tracking."""
+
+    min_tasks: int
+    max_tasks: int
+    cpu_target_percent: int = 70
+    requests_per_target: int | None = None  # per minute and target; None: no request-count tracking
+
+
+@dataclass(frozen=True)
+class OffHours:
+    """Scale to 0 at `stop_hour` and back to the minimum at `start_hour`, Monday to Friday."""
+
+    time_zone: str
+    stop_hour: int = 18
+    start_hour: int = 8
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Where the service receives traffic: a rule on an existing listener."""
+
+    listener: elbv2.ApplicationListener
+    load_balancer: elbv2.ApplicationLoadBalancer
+    priority: int
+    path_patterns: Sequence[str] = ("/*",)
+
+
+@dataclass(frozen=True)
+class HttpServiceOptions:
+    """What every service needs besides its container: where it runs, how big, how it deploys and scales."""
+
+    cluster: ecs.ICluster
+    service_name: str
+    cpu: int
+    memory_mib: int
+    desired_count: int
+    routing: Routing
+    deployment: Deployment
+    scaling: Scaling
+    log_group_name: str
+    log_retention: logs.RetentionDays
+    log_encryption_key: kms.IKey
+    log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
+    off_hours: OffHours | None = None
+    alarm_name_prefix: str | None = None  # deployment alarms are named <prefix>-5xx and <prefix>-p99-latency
+
+
+class HttpService(Construct):
+    """A load-balanced Fargate service: logs, secrets, health checks, least-privilege roles, scaling."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        options: HttpServiceOptions,
+        image: ecs.ContainerImage,
+        container_port: int,
+        health_check_path: str = "/health",
+        container_health_check: Sequence[str] | None = None,
+        environment: Mapping[str, str] | None = None,
+        secrets: Mapping[str, ecs.Secret] | None = None,
+        command: Sequence[str] | None = None,
+        readonly_root_filesystem: bool = True,
+    ) -> None:
+        super().__init__(scope, id)
+        service_name = options.service_name
+        self.service_name = service_name
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=options.log_group_name,
+            retention=options.log_retention,
+            encryption_key=options.log_encryption_key,
+            removal_policy=options.log_removal_policy,
+        )
+        self.task_role = iam.Role(
+            self,
+            "TaskRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description=f"{service_name}: what the application itself may do (grants are added explicitly)",
+        )
+        self.task_definition = ecs.FargateTaskDefinition(
+            self,
+            "Task",
+            family=service_name,
+            cpu=options.cpu,
+            memory_limit_mib=options.memory_mib,
+            task_role=self.task_role,
+            runtime_platform=ecs.RuntimePlatform(
+                cpu_architecture=ecs.CpuArchitecture.X86_64,
+                operating_system_family=ecs.OperatingSystemFamily.LINUX,
+            ),
+        )
+        self.container = self._build_container(
+            image=image,
+            port=container_port,
+            environment=environment or {},
+            secrets=secrets or {},
+            command=command,
+            readonly=readonly_root_filesystem,
+            health_check=container_health_check,
+        )
+        self.security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=options.cluster.vpc,
+            description=f"{service_name} tasks",
+            allow_all_outbound=True,
+        )
+        self.service = ecs.FargateService(
+            self,
+            "Service",
+            cluster=options.cluster,
+            service_name=service_name,
+            task_definition=self.task_definition,
+            desired_count=options.desired_count,
+            security_groups=[self.security_group],
+            vpc_subnets=ec2.SubnetSelection(subnet_type=ec2.SubnetType.PRIVATE_WITH_EGRESS),
+            assign_public_ip=False,
+            enable_execute_command=False,
+            health_check_grace_period=Duration.seconds(60),
+            min_healthy_percent=100,
+            max_healthy_percent=200,
+            # Every strategy rolls back when tasks fail to start (circuit breaker); canary and blue/green also
+            # on the deployment alarms, after shifting traffic to the new tasks.
+            circuit_breaker=ecs.DeploymentCircuitBreaker(enable=True, rollback=True),
+            deployment_strategy=STRATEGIES[options.deployment.strategy],
+            canary_configuration=ecs.TrafficShiftConfig(
+                step_percent=options.deployment.canary_percent, step_bake_time=options.deployment.bake_time
+            )
+            if options.deployment.strategy == "canary"
+            else None,
+            bake_time=options.deployment.bake_time if options.deployment.strategy != "rolling" else None,
+        )
+        self.target_group, self.alternate_target_group = self._build_routing(
+            options.routing, container_port, health_check_path, options.deployment
+        )
+        prefix = options.alarm_name_prefix or service_name
+        self.deployment_alarm_names = [f"{prefix}-5xx", f"{prefix}-p99-latency"]
+        self.deployment_alarms = self._build_deployment_alarms(options.routing, options.deployment)
+        if options.deployment.strategy != "rolling":
+            # Literal names (not Ref tokens) keep the service free of references to its alarms; the explicit
+            # dependency still creates the alarms first.
+            self.service.enable_deployment_alarms(
+                self.deployment_alarm_names, behavior=ecs.AlarmBehavior.ROLLBACK_ON_ALARM
+            )
+            for alarm in self.deployment_alarms:
+                self.service.node.add_dependency(alarm)
+        self.scaling = self._build_scaling(options.scaling, options.off_hours)
+
+    # ----------------------------------------------------------------------------------------
+
+    def _build_container(
+        self,
+        *,
+        image: ecs.ContainerImage,
+        port: int,
+        environment: Mapping[str, str],
+        secrets: Mapping[str, ecs.Secret],
+        command: Sequence[str] | None,
+        readonly: bool,
+        health_check: Sequence[str] | None,
+    ) -> ecs.ContainerDefinition:
+        container = self.task_definition.add_container(
+            "app",
+            image=image,
+            essential=True,
+            port_mappings=[ecs.PortMapping(container_port=port, name="http")],
+            environment=dict(environment),
+            secrets=dict(secrets),
+            command=list(command) if command is not None else None,
+            readonly_root_filesystem=readonly,
+            logging=ecs.LogDrivers.aws_logs(stream_prefix=self.service_name, log_group=self.log_group),
+            health_check=ecs.HealthCheck(
+                command=list(health_check),
+                interval=Duration.seconds(30),
+                timeout=Duration.seconds(5),
+                retries=3,
+                start_period=Duration.seconds(60),
+            )
+            if health_check
+            else None,
+            stop_timeout=Duration.seconds(30),
+        )
+        if readonly:
+            # A writable scratch /tmp on the task's ephemeral storage; everything else stays read-only.
+            self.task_definition.add_volume(name="tmp")
+            container.add_mount_points(ecs.MountPoint(container_path="/tmp", source_volume="tmp", read_only=False))
+        return container
+
+    def _target_group(self, id: str, vpc: ec2.IVpc, port: int, health_check_path: str) -> elbv2.ApplicationTargetGroup:
+        return elbv2.ApplicationTargetGroup(
+            self,
+            id,
+            vpc=vpc,
+            port=port,
+            protocol=elbv2.ApplicationProtocol.HTTP,
+            target_type=elbv2.TargetType.IP,
+            deregistration_delay=Duration.seconds(30),
+            health_check=elbv2.HealthCheck(
+                path=health_check_path,
+                healthy_http_codes="200",
+                interval=Duration.seconds(15),
+                timeout=Duration.seconds(5),
+                healthy_threshold_count=2,
+                unhealthy_threshold_count=3,
+            ),
+        )
+
+    def _build_routing(
+        self, routing: Routing, port: int, health_check_path: str, deployment: Deployment
+    ) -> tuple[elbv2.ApplicationTargetGroup, elbv2.ApplicationTargetGroup | None]:
+        vpc = self.service.cluster.vpc
+        blue = self._target_group("TargetGroup", vpc, port, health_check_path)
+        rule = elbv2.ApplicationListenerRule(
+            self,
+            "ListenerRule",
+            listener=routing.listener,
+            priority=routing.priority,
+            conditions=[elbv2.ListenerCondition.path_patterns(list(routing.path_patterns))],
+            action=elbv2.ListenerAction.forward([blue]),
+        )
+        green = None
+        alternate = None
+        if deployment.strategy != "rolling":
+            green = self._target_group("AlternateTargetGroup", vpc, port, health_check_path)
+            alternate = ecs.AlternateTarget(
+                "Alternate",
+                alternate_target_group=green,
+                production_listener=ecs.ListenerRuleConfiguration.application_listener_rule(rule),
+            )
+        target = self.service.load_balancer_target(
+            container_name=self.container.container_name, container_port=port, alternate_target=alternate
+        )
+        target.attach_to_application_target_group(blue)  # also opens the port to the load balancer
+        return blue, green
+
+    def _build_deployment_alarms(self, routing: Routing, deployment: Deployment) -> list[cloudwatch.Alarm]:
+        """5xx count and p99 latency over both target groups: literal names, so the service can name them."""
+        groups = [group for group in (self.target_group, self.alternate_target_group) if group is not None]
+
+        def metric(name: str, statistic: str, group: elbv2.ApplicationTargetGroup) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="AWS/ApplicationELB",
+                metric_name=name,
+                statistic=statistic,
+                period=Duration.minutes(1),
+                dimensions_map={
+                    "LoadBalancer": routing.load_balancer.load_balancer_full_name,
+                    "TargetGroup": group.target_group_full_name,
+                },
+            )
+
+        errors = cloudwatch.MathExpression(
+            expression="+".join(f"e{index}" for index in range(len(groups))),
+            using_metrics={
+                f"e{index}": metric("HTTPCode_Target_5XX_Count", "Sum", group) for index, group in enumerate(groups)
+            },
+            label=f"{self.service_name} target 5xx",
+            period=Duration.minutes(1),
+        )
+        latency = cloudwatch.MathExpression(
+            expression=f"MAX([{','.join(f'l{index}' for index in range(len(groups)))}])",
+            using_metrics={
+                f"l{index}": metric("TargetResponseTime", "p99", group) for index, group in enumerate(groups)
+            },
+            label=f"{self.service_name} p99 response time",
+            period=Duration.minutes(1),
+        )
+        return [
+            cloudwatch.Alarm(
+                self,
+                "Deploy5xxAlarm",
+                alarm_name=self.deployment_alarm_names[0],
+                alarm_description=f"{self.service_name}: target 5xx responses; rolls a deployment back",
+                metric=errors,
+                threshold=deployment.alarm_5xx_count,
+                evaluation_periods=2,
+                datapoints_to_alarm=2,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+            cloudwatch.Alarm(
+                self,
+                "DeployLatencyAlarm",
+                alarm_name=self.deployment_alarm_names[1],
+                alarm_description=f"{self.service_name}: p99 target response time; rolls a deployment back",
+                metric=latency,
+                threshold=deployment.alarm_p99_latency.to_seconds(),
+                evaluation_periods=3,
+                datapoints_to_alarm=3,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            ),
+        ]
+
+    def _build_scaling(self, scaling: Scaling, off_hours: OffHours | None) -> ecs.ScalableTaskCount:
+        capacity = self.service.auto_scale_task_count(min_capacity=scaling.min_tasks, max_capacity=scaling.max_tasks)
+        capacity.scale_on_cpu_utilization(
+            "CpuScaling",
+            policy_name="cpu-scaling",
+            target_utilization_percent=scaling.cpu_target_percent,
+            scale_in_cooldown=Duration.minutes(5),
+            scale_out_cooldown=Duration.minutes(1),
+        )
+        if scaling.requests_per_target is not None:
+            capacity.scale_on_request_count(
+                "RequestScaling",
+                policy_name="request-scaling",
+                requests_per_target=scaling.requests_per_target,
+                target_group=self.target_group,
+            )
+        if off_hours is not None:
+            zone = TimeZone.of(off_hours.time_zone)
+            capacity.scale_on_schedule(
+                "StopAfterHours",
+                schedule=appscaling.Schedule.cron(minute="0", hour=str(off_hours.stop_hour), week_day="MON-FRI"),
+                min_capacity=0,
+                max_capacity=0,
+                time_zone=zone,
+            )
+            capacity.scale_on_schedule(
+                "StartWorkingHours",
+                schedule=appscaling.Schedule.cron(minute="0", hour=str(off_hours.start_hour), week_day="MON-FRI"),
+                min_capacity=scaling.min_tasks,
+                max_capacity=scaling.max_tasks,
+                time_zone=zone,
+            )
+        return capacity
