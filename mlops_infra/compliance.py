@@ -39,6 +39,20 @@ def acknowledge(stacks: EnvironmentStacks, config: EnvironmentConfig) -> None:
             "Clients reach the cache only from the backend and inference security groups, over TLS (transit "
             "encryption required); the cache holds derived features, no credentials or personal data.",
         )
+        if config.cache.replicas == 0:
+            _ack(
+                application.cache.replication_group,
+                "AEC4",
+                f"{config.name} runs the feature cache as a single node (cache.replicas = 0): it holds derived "
+                "features the services recompute on a miss; production configs must set replicas >= 1 (multi-AZ).",
+            )
+    if application.frontend.bucket is None:
+        _ack(
+            application.edge_logs,
+            "S1",
+            "This bucket receives the load balancer's and CloudFront's access logs; logging its own access would need "
+            "yet another log bucket. (With frontend.hosting = s3 it is the site bucket's log target and exempt.)",
+        )
 
 
 def _ack(scope: IConstruct, rule: str, reason: str) -> None:

@@ -589,6 +589,12 @@ def _production_problems(config: EnvironmentConfig) -> list[FieldProblem]:
             "must be true when production = true",
         ),
         (
+            "cache.replicas",
+            config.cache.replicas,
+            not config.cache.enabled or config.cache.replicas >= 1,
+            "must be at least 1 when production = true and the cache is enabled (multi-AZ failover)",
+        ),
+        (
             "services.schedule",
             config.services.schedule,
             config.services.schedule is None,

@@ -35,14 +35,16 @@ def server_command(env: Mapping[str, str], flags: Sequence[str]) -> list[str]:
 
 def write_auth_config(env: Mapping[str, str], path: str = AUTH_CONFIG_PATH) -> None:
     """basic-auth's settings: users live in a PostgreSQL database, never in SQLite on the task's disk."""
-    parser = configparser.ConfigParser()
-    parser["mlflow"] = {
+    settings = {
         "default_permission": "READ",
         "database_uri": database_uri(env, env["MLFLOW_AUTH_DB_NAME"]),
         "admin_username": env.get("MLFLOW_ADMIN_USERNAME", "admin"),
         "admin_password": env["MLFLOW_ADMIN_PASSWORD"],
         "authorization_function": "mlflow.server.auth:authenticate_request_basic_auth",
     }
+    parser = configparser.ConfigParser()
+    # MLflow reads this file with interpolation on: a literal % (URL-quoted passwords have them) is written %%.
+    parser["mlflow"] = {key: value.replace("%", "%%") for key, value in settings.items()}
     with open(path, "w", encoding="utf-8") as handle:
         parser.write(handle)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from aws_cdk import Duration, RemovalPolicy, TimeZone
 from aws_cdk import aws_applicationautoscaling as appscaling
@@ -178,12 +178,13 @@ class HttpService(Construct):
             else None,
             bake_time=options.deployment.bake_time if options.deployment.strategy != "rolling" else None,
         )
+        self._load_balancer = options.routing.load_balancer
         self.target_group, self.alternate_target_group = self._build_routing(
             options.routing, container_port, health_check_path, options.deployment
         )
         prefix = options.alarm_name_prefix or service_name
         self.deployment_alarm_names = [f"{prefix}-5xx", f"{prefix}-p99-latency"]
-        self.deployment_alarms = self._build_deployment_alarms(options.routing, options.deployment)
+        self.deployment_alarms = self._build_deployment_alarms(options.deployment)
         if options.deployment.strategy != "rolling":
             # Literal names (not Ref tokens) keep the service free of references to its alarms; the explicit
             # dependency still creates the alarms first.
@@ -281,26 +282,15 @@ class HttpService(Construct):
         target.attach_to_application_target_group(blue)  # also opens the port to the load balancer
         return blue, green
 
-    def _build_deployment_alarms(self, routing: Routing, deployment: Deployment) -> list[cloudwatch.Alarm]:
+    def _build_deployment_alarms(self, deployment: Deployment) -> list[cloudwatch.Alarm]:
         """5xx count and p99 latency over both target groups: literal names, so the service can name them."""
         groups = [group for group in (self.target_group, self.alternate_target_group) if group is not None]
-
-        def metric(name: str, statistic: str, group: elbv2.ApplicationTargetGroup) -> cloudwatch.Metric:
-            return cloudwatch.Metric(
-                namespace="AWS/ApplicationELB",
-                metric_name=name,
-                statistic=statistic,
-                period=Duration.minutes(1),
-                dimensions_map={
-                    "LoadBalancer": routing.load_balancer.load_balancer_full_name,
-                    "TargetGroup": group.target_group_full_name,
-                },
-            )
 
         errors = cloudwatch.MathExpression(
             expression="+".join(f"e{index}" for index in range(len(groups))),
             using_metrics={
-                f"e{index}": metric("HTTPCode_Target_5XX_Count", "Sum", group) for index, group in enumerate(groups)
+                f"e{index}": self._target_group_metric("HTTPCode_Target_5XX_Count", "Sum", group)
+                for index, group in enumerate(groups)
             },
             label=f"{self.service_name} target 5xx",
             period=Duration.minutes(1),
@@ -308,7 +298,8 @@ class HttpService(Construct):
         latency = cloudwatch.MathExpression(
             expression=f"MAX([{','.join(f'l{index}' for index in range(len(groups)))}])",
             using_metrics={
-                f"l{index}": metric("TargetResponseTime", "p99", group) for index, group in enumerate(groups)
+                f"l{index}": self._target_group_metric("TargetResponseTime", "p99", group)
+                for index, group in enumerate(groups)
             },
             label=f"{self.service_name} p99 response time",
             period=Duration.minutes(1),
@@ -340,6 +331,96 @@ class HttpService(Construct):
             ),
         ]
 
+    def _scale_on_requests(self, capacity: ecs.ScalableTaskCount, requests_per_target: int) -> None:
+        """Requests per task per minute. With an alternate target group the live group changes with every
+        deployment, so the count adds both groups and divides by the running tasks (metric math)."""
+        if self.alternate_target_group is None:
+            capacity.scale_on_request_count(
+                "RequestScaling",
+                policy_name="request-scaling",
+                requests_per_target=requests_per_target,
+                target_group=self.target_group,
+            )
+            return
+
+        # CDK's target tracking takes only single metrics: the policy is written as CloudFormation directly.
+        def query(id: str, metric: str, namespace: str, dimensions: dict[str, str], statistic: str) -> Any:
+            return appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
+                id=id,
+                return_data=False,
+                metric_stat=appscaling.CfnScalingPolicy.TargetTrackingMetricStatProperty(
+                    metric=appscaling.CfnScalingPolicy.TargetTrackingMetricProperty(
+                        metric_name=metric,
+                        namespace=namespace,
+                        dimensions=[
+                            appscaling.CfnScalingPolicy.TargetTrackingMetricDimensionProperty(name=key, value=value)
+                            for key, value in dimensions.items()
+                        ],
+                    ),
+                    stat=statistic,
+                ),
+            )
+
+        load_balancer = self._load_balancer.load_balancer_full_name
+        groups = [self.target_group, self.alternate_target_group]
+        metrics = [
+            query(
+                f"r{index}",
+                "RequestCount",
+                "AWS/ApplicationELB",
+                {"LoadBalancer": load_balancer, "TargetGroup": group.target_group_full_name},
+                "Sum",
+            )
+            for index, group in enumerate(groups)
+        ]
+        metrics.append(
+            query(
+                "tasks",
+                "RunningTaskCount",
+                "ECS/ContainerInsights",
+                {"ClusterName": self.service.cluster.cluster_name, "ServiceName": self.service_name},
+                "Average",
+            )
+        )
+        metrics.append(
+            appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
+                id="perTask",
+                expression="IF(tasks > 0, (r0 + r1) / tasks, 0)",
+                label=f"{self.service_name} requests per task",
+                return_data=True,
+            )
+        )
+        target = capacity.node.find_child("Target")
+        assert isinstance(target, appscaling.ScalableTarget)
+        appscaling.CfnScalingPolicy(
+            self,
+            "RequestScaling",
+            policy_name="request-scaling",
+            policy_type="TargetTrackingScaling",
+            scaling_target_id=target.scalable_target_id,
+            target_tracking_scaling_policy_configuration=appscaling.CfnScalingPolicy.TargetTrackingScalingPolicyConfigurationProperty(
+                target_value=requests_per_target,
+                scale_in_cooldown=300,
+                scale_out_cooldown=60,
+                customized_metric_specification=appscaling.CfnScalingPolicy.CustomizedMetricSpecificationProperty(
+                    metrics=metrics
+                ),
+            ),
+        )
+
+    def _target_group_metric(self, name: str, statistic: str, group: elbv2.ApplicationTargetGroup) -> cloudwatch.Metric:
+        """A target group's metric by dimensions (the alternate group is not attached to a listener by CDK)."""
+        return cloudwatch.Metric(
+            namespace="AWS/ApplicationELB",
+            metric_name=name,
+            statistic=statistic,
+            period=Duration.minutes(1),
+            dimensions_map={
+                "LoadBalancer": self._load_balancer.load_balancer_full_name,
+                "TargetGroup": group.target_group_full_name,
+            },
+        )
+
     def _build_scaling(self, scaling: Scaling, off_hours: OffHours | None) -> ecs.ScalableTaskCount:
         capacity = self.service.auto_scale_task_count(min_capacity=scaling.min_tasks, max_capacity=scaling.max_tasks)
         capacity.scale_on_cpu_utilization(
@@ -350,12 +431,7 @@ class HttpService(Construct):
             scale_out_cooldown=Duration.minutes(1),
         )
         if scaling.requests_per_target is not None:
-            capacity.scale_on_request_count(
-                "RequestScaling",
-                policy_name="request-scaling",
-                requests_per_target=scaling.requests_per_target,
-                target_group=self.target_group,
-            )
+            self._scale_on_requests(capacity, scaling.requests_per_target)
         if off_hours is not None:
             zone = TimeZone.of(off_hours.time_zone)
             capacity.scale_on_schedule(

@@ -17,6 +17,7 @@ from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_elasticloadbalancingv2 as elbv2
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
@@ -122,6 +123,7 @@ class ApplicationStack(Stack):
             health_check_path="/api/health",
             container_health_check=_http_probe(names.SERVICES["backend"][1], "/api/health"),
             environment={
+                **self._mlflow_client_environment(),
                 "NODE_ENV": "production",
                 "PORT": str(names.SERVICES["backend"][1]),
                 "MLFLOW_TRACKING_URI": mlflow_uri,
@@ -132,6 +134,7 @@ class ApplicationStack(Stack):
                 "DB_SSL": "require",
             },
             secrets={
+                **self._mlflow_client_secrets(),
                 "DB_USER": ecs.Secret.from_secrets_manager(foundation.database.secret, "username"),
                 "DB_PASSWORD": ecs.Secret.from_secrets_manager(foundation.database.secret, "password"),
             },
@@ -148,10 +151,12 @@ class ApplicationStack(Stack):
             health_check_path="/ping",
             container_health_check=_http_probe(inference_port, "/ping"),
             environment={
+                **self._mlflow_client_environment(),
                 "MLFLOW_TRACKING_URI": mlflow_uri,
                 "MODEL_URI": f"models:/{config.inference.model_name}@champion",
                 "PORT": str(inference_port),
             },
+            secrets=self._mlflow_client_secrets(),
         )
         self._wire_network(mlflow_port, inference_port)
         self.frontend_service = self._build_frontend_service(web) if config.frontend.hosting == "ecs" else None
@@ -185,6 +190,14 @@ class ApplicationStack(Stack):
         if self.config.mlflow.image == "registry":
             return self._registry_image(names.MLFLOW_REPOSITORY)
         return ecs.ContainerImage.from_asset(str(MLFLOW_IMAGE_DIRECTORY))
+
+    def _mlflow_client_environment(self) -> dict[str, str]:
+        """With MLflow's basic auth on, its clients sign in (MLflow's standard client variables)."""
+        return {"MLFLOW_TRACKING_USERNAME": "admin"} if self.mlflow.admin_secret is not None else {}
+
+    def _mlflow_client_secrets(self) -> dict[str, ecs.Secret]:
+        secret = self.mlflow.admin_secret
+        return {"MLFLOW_TRACKING_PASSWORD": ecs.Secret.from_secrets_manager(secret)} if secret is not None else {}
 
     def _vpc_host_pattern(self) -> str:
         """Host headers of health checks and in-VPC callers by IP: the VPC's leading octets and a wildcard."""
@@ -250,7 +263,7 @@ class ApplicationStack(Stack):
             removal_policy=stateful_removal_policy(self.config),
         )
 
-    def _build_frontend_service(self, web: Any) -> HttpService:
+    def _build_frontend_service(self, web: elbv2.ApplicationListener) -> HttpService:
         port = names.SERVICES["frontend"][1]
         return HttpService(
             self,
