@@ -28,7 +28,7 @@ def acknowledge(stacks: EnvironmentStacks, config: EnvironmentConfig) -> None:
     _database(stacks.foundation.database, config)
     _replication(stacks.foundation.storage)
     application = stacks.application
-    for service in application.services:
+    for service in application.services.values():
         _service(service)
     _mlflow(application.mlflow, config)
     _frontend(application.frontend, config)

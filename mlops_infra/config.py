@@ -431,6 +431,50 @@ class CacheSettings(_Settings):
     replicas: Annotated[int, _between(0, 5)] = 0
 
 
+EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
+Percent = Annotated[int, _between(1, 100)]
+MissingData = Literal["breaching", "notBreaching", "ignore", "missing"]
+
+
+class AlarmThresholds(_Settings):
+    """Thresholds of the platform's alarms (see the README's alarm table for what each watches)."""
+
+    inference_latency_ms: Annotated[int, _between(1, 600000)] = 100
+    inference_latency_period_seconds: Annotated[int, _one_of((60, 300, 900, 3600))] = 300
+    inference_latency_evaluation_periods: Annotated[int, _between(1, 100)] = 2
+    p99_latency_ms: Annotated[int, _between(10, 600000)] = 1000
+    error_rate_percent: Percent = 5
+    unhealthy_targets: Annotated[int, _between(1, 1000)] = 1
+    cpu_percent: Percent = 85
+    memory_percent: Percent = 85
+    rds_cpu_percent: Percent = 80
+    rds_free_storage_gib: Annotated[int, _between(1, 65536)] = 5
+    rds_connections: Annotated[int, _between(1, 100000)] = 100
+    model_accuracy_min: Annotated[float, Field(gt=0, le=1)] = 0.8
+    model_drift_max: Annotated[float, Field(gt=0, le=1)] = 0.3
+    evaluation_periods: Annotated[int, _between(1, 100)] = 3
+
+
+class ObservabilitySettings(_Settings):
+    """Alert topic, dashboard and alarms."""
+
+    alert_emails: Annotated[list[str], AfterValidator(_unique)] = Field(default_factory=list)
+    models: Annotated[list[Annotated[str, Field(min_length=1, max_length=255)]], AfterValidator(_unique)] | None = None
+    model_missing_data: MissingData = "breaching"
+    thresholds: AlarmThresholds = Field(default_factory=AlarmThresholds)
+
+    @model_validator(mode="after")
+    def _emails(self) -> ObservabilitySettings:
+        _report(
+            [
+                FieldProblem(f"alert_emails[{index}]", address, "must be an e-mail address such as oncall@example.com")
+                for index, address in enumerate(self.alert_emails)
+                if not EMAIL_PATTERN.fullmatch(address)
+            ]
+        )
+        return self
+
+
 def _is_time_zone(name: str) -> bool:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -461,6 +505,7 @@ class EnvironmentConfig(_Settings):
     frontend: FrontendSettings = Field(default_factory=FrontendSettings)
     load_balancer: LoadBalancerSettings
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> EnvironmentConfig:
@@ -486,6 +531,11 @@ class EnvironmentConfig(_Settings):
             )
         _report(problems)
         return self
+
+    @property
+    def monitored_models(self) -> list[str]:
+        """The models whose MLOps metrics are alarmed on: `observability.models`, else the served one."""
+        return self.observability.models or [self.inference.model_name]
 
     # Names derived from the settings, in one place.
     @property
@@ -704,8 +754,13 @@ def _message(item: Any, location: list[str]) -> str:
         return "is required but missing"
     if kind == "literal_error":
         return f"must be one of {str(item['ctx']['expected']).replace(chr(39), chr(34))}"
+    bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+    if kind in bounds:
+        bound = next(iter((item.get("ctx") or {}).values()), "?")
+        return f"must be {bounds[kind]} {bound}"
     readable = {
         "int_type": "must be a whole number",
+        "float_type": "must be a number",
         "bool_type": "must be true or false",
         "string_type": "must be a string in quotes",
         "list_type": 'must be a list such as ["a", "b"]',

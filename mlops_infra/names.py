@@ -36,3 +36,16 @@ def service_log_group(env: str, service: str) -> str:
 def deployment_alarm_prefix(env: str, service: str) -> str:
     """Deployment alarms are `<prefix>-5xx` and `<prefix>-p99-latency`: stable, so runbooks can name them."""
     return f"mlops-{env}-{service}-deploy"
+
+
+def alarm_prefix(env: str) -> str:
+    """Every alarm of an environment is named `mlops-<env>-...`."""
+    return f"mlops-{env}"
+
+
+def alert_topic(env: str) -> str:
+    return f"mlops-{env}-alerts"
+
+
+def dashboard(env: str) -> str:
+    return f"mlops-{env}"

@@ -4,8 +4,10 @@ None of them reads a file, an environment variable or the environment's name, so
 app can use them: `from mlops_infra.constructs import Network, Database`.
 """
 
+from mlops_infra.constructs.alerting import AlertTopic, PlatformAlarms, Thresholds
 from mlops_infra.constructs.artifact_storage import ArtifactStorage, ReplicationDestination
 from mlops_infra.constructs.container_registry import ContainerRegistry
+from mlops_infra.constructs.dashboard import PlatformDashboard
 from mlops_infra.constructs.database import Database
 from mlops_infra.constructs.feature_cache import FeatureCache
 from mlops_infra.constructs.frontend_distribution import FrontendDistribution
@@ -16,6 +18,7 @@ from mlops_infra.constructs.http_service import (
     OffHours,
     Routing,
     Scaling,
+    ServiceMetrics,
 )
 from mlops_infra.constructs.keys import DataKeys, customer_managed_key
 from mlops_infra.constructs.load_balancer import InternalLoadBalancer
@@ -23,6 +26,7 @@ from mlops_infra.constructs.mlflow_server import MlflowServer
 from mlops_infra.constructs.network import Network
 
 __all__ = [
+    "AlertTopic",
     "ArtifactStorage",
     "ContainerRegistry",
     "DataKeys",
@@ -36,8 +40,12 @@ __all__ = [
     "MlflowServer",
     "Network",
     "OffHours",
+    "PlatformAlarms",
+    "PlatformDashboard",
     "ReplicationDestination",
     "Routing",
     "Scaling",
+    "ServiceMetrics",
+    "Thresholds",
     "customer_managed_key",
 ]

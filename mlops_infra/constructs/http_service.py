@@ -71,6 +71,22 @@ class Routing:
 
 
 @dataclass(frozen=True)
+class ServiceMetrics:
+    """A service's metrics for alarms and dashboards; target-group ones cover both of its target groups."""
+
+    requests: cloudwatch.MathExpression  # per minute
+    errors_5xx: cloudwatch.MathExpression  # target 5xx responses per minute
+    error_rate_percent: cloudwatch.MathExpression
+    p50_latency: cloudwatch.MathExpression  # seconds
+    p99_latency: cloudwatch.MathExpression  # seconds
+    healthy_targets: cloudwatch.MathExpression
+    unhealthy_targets: cloudwatch.MathExpression
+    running_tasks: cloudwatch.Metric
+    desired_tasks: cloudwatch.Metric
+    missing_tasks: cloudwatch.MathExpression  # desired - running
+
+
+@dataclass(frozen=True)
 class HttpServiceOptions:
     """What every service needs besides its container: where it runs, how big, how it deploys and scales."""
 
@@ -184,6 +200,7 @@ class HttpService(Construct):
         )
         prefix = options.alarm_name_prefix or service_name
         self.deployment_alarm_names = [f"{prefix}-5xx", f"{prefix}-p99-latency"]
+        self.metrics = self._build_metrics()
         self.deployment_alarms = self._build_deployment_alarms(options.deployment)
         if options.deployment.strategy != "rolling":
             # Literal names (not Ref tokens) keep the service free of references to its alarms; the explicit
@@ -282,35 +299,70 @@ class HttpService(Construct):
         target.attach_to_application_target_group(blue)  # also opens the port to the load balancer
         return blue, green
 
+    def _build_metrics(self) -> ServiceMetrics:
+        """The service's metrics over both target groups (the live one changes with canary and blue/green)."""
+        groups = [group for group in (self.target_group, self.alternate_target_group) if group is not None]
+        minute = Duration.minutes(1)
+
+        def combined(expression: str, name: str, statistic: str, label: str) -> cloudwatch.MathExpression:
+            """`expression` over one metric `name` of each target group (ids unique per service, metric and
+            statistic, so expressions can be nested and graphed together)."""
+            stem = "".join(c for c in f"{self.service_name}{name}{statistic}" if c.isalnum()).lower()
+            ids = [f"{stem}{index}" for index in range(len(groups))]
+            return cloudwatch.MathExpression(
+                expression=expression.format(ids=",".join(ids), sum="+".join(ids)),
+                using_metrics={
+                    id: self._target_group_metric(name, statistic, group) for id, group in zip(ids, groups, strict=True)
+                },
+                label=f"{self.service_name} {label}",
+                period=minute,
+            )
+
+        requests = combined("{sum}", "RequestCount", "Sum", "requests per minute")
+        errors = combined("{sum}", "HTTPCode_Target_5XX_Count", "Sum", "target 5xx per minute")
+        insights = {"ClusterName": self.service.cluster.cluster_name, "ServiceName": self.service_name}
+
+        def tasks(name: str) -> cloudwatch.Metric:
+            return cloudwatch.Metric(
+                namespace="ECS/ContainerInsights",
+                metric_name=name,
+                dimensions_map=insights,
+                statistic="Average",
+                period=minute,
+            )
+
+        return ServiceMetrics(
+            requests=requests,
+            errors_5xx=errors,
+            error_rate_percent=cloudwatch.MathExpression(
+                expression="IF(requests > 0, 100 * errors / requests, 0)",
+                using_metrics={"requests": requests, "errors": errors},
+                label=f"{self.service_name} 5xx %",
+                period=minute,
+            ),
+            p50_latency=combined("MAX([{ids}])", "TargetResponseTime", "p50", "p50 response time"),
+            p99_latency=combined("MAX([{ids}])", "TargetResponseTime", "p99", "p99 response time"),
+            healthy_targets=combined("{sum}", "HealthyHostCount", "Minimum", "healthy targets"),
+            unhealthy_targets=combined("{sum}", "UnHealthyHostCount", "Maximum", "unhealthy targets"),
+            running_tasks=tasks("RunningTaskCount"),
+            desired_tasks=tasks("DesiredTaskCount"),
+            missing_tasks=cloudwatch.MathExpression(
+                expression="desired - running",
+                using_metrics={"desired": tasks("DesiredTaskCount"), "running": tasks("RunningTaskCount")},
+                label=f"{self.service_name} tasks missing",
+                period=minute,
+            ),
+        )
+
     def _build_deployment_alarms(self, deployment: Deployment) -> list[cloudwatch.Alarm]:
         """5xx count and p99 latency over both target groups: literal names, so the service can name them."""
-        groups = [group for group in (self.target_group, self.alternate_target_group) if group is not None]
-
-        errors = cloudwatch.MathExpression(
-            expression="+".join(f"e{index}" for index in range(len(groups))),
-            using_metrics={
-                f"e{index}": self._target_group_metric("HTTPCode_Target_5XX_Count", "Sum", group)
-                for index, group in enumerate(groups)
-            },
-            label=f"{self.service_name} target 5xx",
-            period=Duration.minutes(1),
-        )
-        latency = cloudwatch.MathExpression(
-            expression=f"MAX([{','.join(f'l{index}' for index in range(len(groups)))}])",
-            using_metrics={
-                f"l{index}": self._target_group_metric("TargetResponseTime", "p99", group)
-                for index, group in enumerate(groups)
-            },
-            label=f"{self.service_name} p99 response time",
-            period=Duration.minutes(1),
-        )
         return [
             cloudwatch.Alarm(
                 self,
                 "Deploy5xxAlarm",
                 alarm_name=self.deployment_alarm_names[0],
                 alarm_description=f"{self.service_name}: target 5xx responses; rolls a deployment back",
-                metric=errors,
+                metric=self.metrics.errors_5xx,
                 threshold=deployment.alarm_5xx_count,
                 evaluation_periods=2,
                 datapoints_to_alarm=2,
@@ -322,7 +374,7 @@ class HttpService(Construct):
                 "DeployLatencyAlarm",
                 alarm_name=self.deployment_alarm_names[1],
                 alarm_description=f"{self.service_name}: p99 target response time; rolls a deployment back",
-                metric=latency,
+                metric=self.metrics.p99_latency,
                 threshold=deployment.alarm_p99_latency.to_seconds(),
                 evaluation_periods=3,
                 datapoints_to_alarm=3,

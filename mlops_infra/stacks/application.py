@@ -15,6 +15,7 @@ from aws_cdk import CfnOutput, Duration, Stack
 from aws_cdk import aws_certificatemanager as acm
 from aws_cdk import aws_cloudfront as cloudfront
 from aws_cdk import aws_cloudfront_origins as origins
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_elasticloadbalancingv2 as elbv2
@@ -24,6 +25,7 @@ from constructs import Construct
 from mlops_infra import names
 from mlops_infra.config import IMAGE_TAG_PATTERN, IMAGE_TAG_RULE, ConfigError, EnvironmentConfig, ServiceSize
 from mlops_infra.constructs import (
+    AlertTopic,
     Deployment,
     FeatureCache,
     FrontendDistribution,
@@ -32,8 +34,11 @@ from mlops_infra.constructs import (
     InternalLoadBalancer,
     MlflowServer,
     OffHours,
+    PlatformAlarms,
+    PlatformDashboard,
     Routing,
     Scaling,
+    Thresholds,
 )
 from mlops_infra.stacks.common import retention, stateful_removal_policy
 from mlops_infra.stacks.foundation import FoundationStack
@@ -42,6 +47,12 @@ MLFLOW_IMAGE_DIRECTORY = Path(__file__).resolve().parent.parent.parent / "model-
 IMAGE_TAG_CONTEXT_KEY = "imageTag"
 WEB_PORT = 80  # the listener CloudFront reaches through its VPC origin
 BACKEND_PATHS = ("/api/*",)
+MISSING_DATA = {
+    "breaching": cloudwatch.TreatMissingData.BREACHING,
+    "notBreaching": cloudwatch.TreatMissingData.NOT_BREACHING,
+    "ignore": cloudwatch.TreatMissingData.IGNORE,
+    "missing": cloudwatch.TreatMissingData.MISSING,
+}
 
 
 class ApplicationStack(Stack):
@@ -162,13 +173,65 @@ class ApplicationStack(Stack):
         self.frontend_service = self._build_frontend_service(web) if config.frontend.hosting == "ecs" else None
         self.frontend = self._build_frontend()
         self.cache = self._build_cache()
+        self._build_observability()
         self._outputs(mlflow_uri, inference_uri)
 
     @property
-    def services(self) -> list[HttpService]:
-        """Every ECS service of the environment."""
-        services = [self.mlflow.service, self.backend, self.inference]
-        return services + ([self.frontend_service] if self.frontend_service is not None else [])
+    def services(self) -> dict[str, HttpService]:
+        """Every ECS service of the environment, by short name."""
+        services = {"backend": self.backend, "mlflow": self.mlflow.service, "inference": self.inference}
+        if self.frontend_service is not None:
+            services["frontend"] = self.frontend_service
+        return services
+
+    def _build_observability(self) -> None:
+        """Alert topic, alarms (every one notifies the topic) and the `mlops-<env>` dashboard."""
+        config = self.config
+        observability = config.observability
+        t = observability.thresholds
+        self.alerts = AlertTopic(
+            self,
+            "Alerts",
+            topic_name=names.alert_topic(config.name),
+            encryption_key=self.foundation.keys.messaging,
+            emails=observability.alert_emails,
+        )
+        self.alarms = PlatformAlarms(
+            self,
+            "Alarms",
+            prefix=names.alarm_prefix(config.name),
+            action=self.alerts.action,
+            services=self.services,
+            database=self.foundation.database.instance,
+            models=config.monitored_models,
+            thresholds=Thresholds(
+                inference_latency_ms=t.inference_latency_ms,
+                inference_latency_period_seconds=t.inference_latency_period_seconds,
+                inference_latency_evaluation_periods=t.inference_latency_evaluation_periods,
+                p99_latency_ms=t.p99_latency_ms,
+                error_rate_percent=t.error_rate_percent,
+                unhealthy_targets=t.unhealthy_targets,
+                cpu_percent=t.cpu_percent,
+                memory_percent=t.memory_percent,
+                rds_cpu_percent=t.rds_cpu_percent,
+                rds_free_storage_gib=t.rds_free_storage_gib,
+                rds_connections=t.rds_connections,
+                model_accuracy_min=t.model_accuracy_min,
+                model_drift_max=t.model_drift_max,
+                evaluation_periods=t.evaluation_periods,
+                model_missing_data=MISSING_DATA[observability.model_missing_data],
+            ),
+        )
+        self.dashboard = PlatformDashboard(
+            self,
+            "Dashboard",
+            name=names.dashboard(config.name),
+            inference=self.inference,
+            services=self.services,
+            database=self.foundation.database.instance,
+            models=config.monitored_models,
+            alarms=self.alarms.alarms,
+        )
 
     # ----------------------------------------------------------------------------------------
 
