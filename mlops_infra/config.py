@@ -378,10 +378,16 @@ class MlflowSettings(_Settings):
     )
 
 
+ModelName = Annotated[
+    str,
+    _matching(re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"), "1-100 letters, digits, . _ - (an MLflow model name)"),
+]
+
+
 class InferenceSettings(_Settings):
     """The model-inference service."""
 
-    model_name: Annotated[str, Field(min_length=1, max_length=256)]
+    model_name: ModelName
 
 
 class FrontendSettings(_Settings):
@@ -459,7 +465,7 @@ class ObservabilitySettings(_Settings):
     """Alert topic, dashboard and alarms."""
 
     alert_emails: Annotated[list[str], AfterValidator(_unique)] = Field(default_factory=list)
-    models: Annotated[list[Annotated[str, Field(min_length=1, max_length=255)]], AfterValidator(_unique)] | None = None
+    models: Annotated[list[ModelName], AfterValidator(_unique)] | None = None
     model_missing_data: MissingData = "breaching"
     thresholds: AlarmThresholds = Field(default_factory=AlarmThresholds)
 

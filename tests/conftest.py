@@ -31,6 +31,16 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("dev", "staging", "prod")
+# Every stack the shipped config makes: the entry stack, its foundation, and prod's DR-region stack.
+STACKS = (
+    "MlopsDev",
+    "MlopsDevFoundation",
+    "MlopsStaging",
+    "MlopsStagingFoundation",
+    "MlopsProd",
+    "MlopsProdFoundation",
+    "MlopsProdDr",
+)
 BACKGROUND = pytest.StashKey["Background"]()
 CFN_LINT_WORKERS = 1  # measured: a second worker costs more CPU (its own start-up) than it saves on 2 cores
 

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
-from tests.conftest import ENVIRONMENTS, Synth
+from tests.conftest import ENVIRONMENTS, STACKS, Synth
 
 
 def foundation(env: str) -> str:
@@ -18,15 +18,7 @@ def foundation(env: str) -> str:
 
 
 def test_every_environment_has_its_stacks(synth: Synth) -> None:
-    assert set(synth.templates) == {
-        "MlopsDev",
-        "MlopsDevFoundation",
-        "MlopsStaging",
-        "MlopsStagingFoundation",
-        "MlopsProd",
-        "MlopsProdFoundation",
-        "MlopsProdDr",
-    }
+    assert set(synth.templates) == set(STACKS)
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

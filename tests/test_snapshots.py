@@ -13,20 +13,11 @@ import pytest
 from syrupy.assertion import SnapshotAssertion
 from syrupy.extensions.json import JSONSnapshotExtension
 
-from tests.conftest import Synth
+from tests.conftest import STACKS, Synth
 
 # Asset hashes change with asset contents and CDK upgrades. (cdk.json turns off CDK's version-reporting
 # resource, so the CLI's templates equal these in-process ones.)
 ASSET_HASH = re.compile(r"[0-9a-f]{64}")
-STACKS = (
-    "MlopsDev",
-    "MlopsDevFoundation",
-    "MlopsStaging",
-    "MlopsStagingFoundation",
-    "MlopsProd",
-    "MlopsProdFoundation",
-    "MlopsProdDr",
-)
 
 
 def stable(template: dict[str, Any]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ statistics without hand-written metrics anyway (README, "Observability").
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -150,7 +151,7 @@ class PlatformAlarms(Construct):
         t = self._thresholds
         gt = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
         self._alarm(
-            f"{service.node.id}P99Latency",
+            f"{_pascal(name)}P99Latency",
             name=f"{name}-p99-latency",
             description=f"{service.service_name}: p99 target response time above {t.p99_latency_ms} ms",
             metric=service.metrics.p99_latency,
@@ -158,7 +159,7 @@ class PlatformAlarms(Construct):
             comparison=gt,
         )
         self._alarm(
-            f"{service.node.id}ErrorRate",
+            f"{_pascal(name)}ErrorRate",
             name=f"{name}-5xx-rate",
             description=f"{service.service_name}: target 5xx responses above {t.error_rate_percent} % of requests",
             metric=service.metrics.error_rate_percent,
@@ -166,7 +167,7 @@ class PlatformAlarms(Construct):
             comparison=gt,
         )
         self._alarm(
-            f"{service.node.id}UnhealthyTargets",
+            f"{_pascal(name)}UnhealthyTargets",
             name=f"{name}-unhealthy-targets",
             description=f"{service.service_name}: unhealthy targets behind the load balancer",
             metric=service.metrics.unhealthy_targets,
@@ -174,7 +175,7 @@ class PlatformAlarms(Construct):
             comparison=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         )
         self._alarm(
-            f"{service.node.id}TasksBelowDesired",
+            f"{_pascal(name)}TasksBelowDesired",
             name=f"{name}-tasks-below-desired",
             description=f"{service.service_name}: fewer tasks running than desired (Container Insights)",
             metric=service.metrics.missing_tasks,
@@ -182,7 +183,7 @@ class PlatformAlarms(Construct):
             comparison=gt,
         )
         self._alarm(
-            f"{service.node.id}Cpu",
+            f"{_pascal(name)}Cpu",
             name=f"{name}-cpu-high",
             description=f"{service.service_name}: CPU above {t.cpu_percent} %",
             metric=service.service.metric_cpu_utilization(period=Duration.minutes(5)),
@@ -191,7 +192,7 @@ class PlatformAlarms(Construct):
             missing=cloudwatch.TreatMissingData.MISSING,
         )
         self._alarm(
-            f"{service.node.id}Memory",
+            f"{_pascal(name)}Memory",
             name=f"{name}-memory-high",
             description=f"{service.service_name}: memory above {t.memory_percent} %",
             metric=service.service.metric_memory_utilization(period=Duration.minutes(5)),
@@ -231,7 +232,7 @@ class PlatformAlarms(Construct):
 
     def _model(self, model: str) -> None:
         t = self._thresholds
-        key = "".join(part.capitalize() for part in model.replace("_", "-").split("-"))
+        key = _pascal(model)
         self._alarm(
             f"Model{key}Accuracy",
             name=f"model-{model}-accuracy-low",
@@ -251,6 +252,11 @@ class PlatformAlarms(Construct):
                 comparison=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
                 missing=t.model_missing_data,
             )
+
+
+def _pascal(name: str) -> str:
+    """`sales-forecaster` -> `SalesForecaster`: construct IDs from names."""
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name))
 
 
 def model_metric(model: str, name: str, statistic: str = "Average") -> cloudwatch.Metric:

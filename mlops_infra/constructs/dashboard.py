@@ -64,14 +64,17 @@ class PlatformDashboard(Construct):
             namespace=MODEL_NAMESPACE, metric_name="InferenceLatency", statistic="p99", period=Duration.minutes(1)
         )
         return [
-            _graph(
-                "Inference latency p50 / p99",
-                [
-                    metrics.p50_latency,
-                    metrics.p99_latency,
-                    custom.with_(statistic="p50", label="MLOps InferenceLatency p50 (ms)"),
-                    custom.with_(label="MLOps InferenceLatency p99 (ms)"),
+            cloudwatch.GraphWidget(
+                title="Inference latency p50 / p99",
+                left=[metrics.p50_latency, metrics.p99_latency],
+                left_y_axis=cloudwatch.YAxisProps(label="target response time (s)", show_units=False),
+                right=[
+                    custom.with_(statistic="p50", label="MLOps InferenceLatency p50"),
+                    custom.with_(label="MLOps InferenceLatency p99"),
                 ],
+                right_y_axis=cloudwatch.YAxisProps(label="InferenceLatency (ms)", show_units=False),
+                width=WIDTH,
+                height=HEIGHT,
             ),
             _graph("Inference 5xx error rate (%)", [metrics.error_rate_percent], unit="%"),
             _graph("Inference requests per minute", [metrics.requests]),
@@ -119,7 +122,7 @@ class PlatformDashboard(Construct):
                 [m for n, s in services.items() for m in (s.metrics.healthy_targets, s.metrics.unhealthy_targets)],
             ),
             _graph(
-                "Network I/O (bytes)",
+                "Network I/O (bytes/s)",
                 [
                     cloudwatch.Metric(
                         namespace="ECS/ContainerInsights",
@@ -128,7 +131,7 @@ class PlatformDashboard(Construct):
                             "ClusterName": s.service.cluster.cluster_name,
                             "ServiceName": s.service_name,
                         },
-                        statistic="Sum",
+                        statistic="Average",
                         period=five,
                         label=f"{n} {direction}",
                     )

@@ -310,7 +310,8 @@ class HttpService(Construct):
             stem = "".join(c for c in f"{self.service_name}{name}{statistic}" if c.isalnum()).lower()
             ids = [f"{stem}{index}" for index in range(len(groups))]
             return cloudwatch.MathExpression(
-                expression=expression.format(ids=",".join(ids), sum="+".join(ids)),
+                # The load balancer publishes counts only when non-zero (the idle group: never): FILL keeps sums whole.
+                expression=expression.format(ids=",".join(ids), sum="+".join(f"FILL({id},0)" for id in ids)),
                 using_metrics={
                     id: self._target_group_metric(name, statistic, group) for id, group in zip(ids, groups, strict=True)
                 },

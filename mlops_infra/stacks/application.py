@@ -230,7 +230,10 @@ class ApplicationStack(Stack):
             services=self.services,
             database=self.foundation.database.instance,
             models=config.monitored_models,
-            alarms=self.alarms.alarms,
+            alarms=[
+                *self.alarms.alarms,
+                *(alarm for service in self.services.values() for alarm in service.deployment_alarms),
+            ],
         )
 
     # ----------------------------------------------------------------------------------------
