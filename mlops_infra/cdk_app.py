@@ -12,7 +12,7 @@ from aws_cdk import App
 
 from mlops_infra import compliance
 from mlops_infra.config import ConfigError, EnvironmentConfig, load_all
-from mlops_infra.stacks import EnvironmentStacks, build_environment
+from mlops_infra.stacks import EnvironmentStacks, build_ci, build_environment
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 # `-c environments=dev,prod` builds only those environments (the default is every config file).
@@ -40,6 +40,7 @@ def create_app(
         stacks = build_environment(app, config)
         compliance.acknowledge(stacks, config)
         environments[config.name] = stacks
+    compliance.acknowledge_ci(build_ci(app, configs))
     return app, environments
 
 

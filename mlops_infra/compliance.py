@@ -15,7 +15,7 @@ from constructs import IConstruct
 
 from mlops_infra.config import EnvironmentConfig
 from mlops_infra.constructs import ArtifactStorage, Database, FrontendDistribution, HttpService, MlflowServer
-from mlops_infra.stacks import EnvironmentStacks
+from mlops_infra.stacks import CiStack, EnvironmentStacks
 
 
 def enable_checks(app: App) -> None:
@@ -27,6 +27,12 @@ def acknowledge(stacks: EnvironmentStacks, config: EnvironmentConfig) -> None:
     """Acknowledge the findings this design accepts on purpose, environment by environment."""
     _database(stacks.foundation.database, config)
     _replication(stacks.foundation.storage)
+    _ack(
+        stacks.foundation.backup.selection.node.find_child("Role"),
+        "IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AWSBackupServiceRolePolicyForBackup]",
+        "AWS Backup assumes this role to snapshot the database; AWS maintains this service-role policy for exactly "
+        "that, following new resource types and API changes.",
+    )
     application = stacks.application
     for service in application.services.values():
         _service(service)
@@ -52,6 +58,20 @@ def acknowledge(stacks: EnvironmentStacks, config: EnvironmentConfig) -> None:
             "S1",
             "This bucket receives the load balancer's and CloudFront's access logs; logging its own access would need "
             "yet another log bucket. (With frontend.hosting = s3 it is the site bucket's log target and exempt.)",
+        )
+
+
+def acknowledge_ci(ci: CiStack) -> None:
+    """The CI roles' only wildcards: calls that have no resource-level permissions, or are read-only."""
+    for role in ci.roles.deploy_roles.values():
+        policy = _default_policy(role)
+        _ack(
+            policy,
+            "IAM5[Resource::*]",
+            "ecr:GetAuthorizationToken has no resource-level permissions; ecs:DescribeServices, "
+            "cloudwatch:DescribeAlarms and cloudformation:DescribeStacks are read-only calls the workflows make to "
+            "wait for a deployment and watch its alarms. Everything that changes resources goes through the CDK "
+            "bootstrap roles.",
         )
 
 

@@ -437,6 +437,23 @@ class CacheSettings(_Settings):
     replicas: Annotated[int, _between(0, 5)] = 0
 
 
+class BackupSettings(_Settings):
+    """AWS Backup of the database: daily, kept `retention_days`, optionally copied to the DR region."""
+
+    retention_days: Annotated[int, _between(1, 3650)]
+    copy_to_dr_region: bool = False
+
+
+GITHUB_REPOSITORY_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+class CiSettings(_Settings):
+    """Keyless CI: which GitHub repository (and GitHub environment) may deploy this environment."""
+
+    github_repository: Annotated[str, _matching(GITHUB_REPOSITORY_PATTERN, "a GitHub repository owner/name")]
+    github_environment: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+
+
 EMAIL_PATTERN = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 Percent = Annotated[int, _between(1, 100)]
 MissingData = Literal["breaching", "notBreaching", "ignore", "missing"]
@@ -512,6 +529,8 @@ class EnvironmentConfig(_Settings):
     load_balancer: LoadBalancerSettings
     cache: CacheSettings = Field(default_factory=CacheSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    backup: BackupSettings
+    ci: CiSettings
 
     @model_validator(mode="after")
     def _cross_section_rules(self) -> EnvironmentConfig:
@@ -528,6 +547,8 @@ class EnvironmentConfig(_Settings):
         problems += _subnet_problems(self.network, zones)
         if self.storage.replication and self.aws.dr_region is None:
             problems.append(FieldProblem("storage.replication", True, "needs aws.dr_region to be set"))
+        if self.backup.copy_to_dr_region and self.aws.dr_region is None:
+            problems.append(FieldProblem("backup.copy_to_dr_region", True, "needs aws.dr_region to be set"))
         if self.production:
             problems += _production_problems(self)
         longest = max(self.bucket_names, key=len)
@@ -537,6 +558,11 @@ class EnvironmentConfig(_Settings):
             )
         _report(problems)
         return self
+
+    @property
+    def has_dr_region_stack(self) -> bool:
+        """Whether anything lives in the DR region (the models replica, backup copies)."""
+        return self.aws.dr_region is not None and (self.storage.replication or self.backup.copy_to_dr_region)
 
     @property
     def monitored_models(self) -> list[str]:
@@ -637,6 +663,12 @@ def _production_problems(config: EnvironmentConfig) -> list[FieldProblem]:
             config.network.flow_log_traffic_type,
             config.network.flow_log_traffic_type == "ALL",
             "must be ALL when production = true",
+        ),
+        (
+            "backup.copy_to_dr_region",
+            config.backup.copy_to_dr_region,
+            config.backup.copy_to_dr_region,
+            "must be true when production = true (backups survive the loss of the region)",
         ),
         (
             "load_balancer.deletion_protection",

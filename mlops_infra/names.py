@@ -49,3 +49,16 @@ def alert_topic(env: str) -> str:
 
 def dashboard(env: str) -> str:
     return f"mlops-{env}"
+
+
+def backup_vault(env: str) -> str:
+    """The environment's AWS Backup vault (its DR-region copy vault adds `-dr`)."""
+    return f"mlops-{env}"
+
+
+def ci_diff_role() -> str:
+    return "mlops-ci-diff"
+
+
+def ci_deploy_role(env: str) -> str:
+    return f"mlops-ci-deploy-{env}"

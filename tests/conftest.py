@@ -31,7 +31,8 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("dev", "staging", "prod")
-# Every stack the shipped config makes: the entry stack, its foundation, and prod's DR-region stack.
+# Every stack the shipped config makes: per environment the entry stack, its foundation (and prod's DR-region
+# stack), and the CI identity stack.
 STACKS = (
     "MlopsDev",
     "MlopsDevFoundation",
@@ -40,6 +41,7 @@ STACKS = (
     "MlopsProd",
     "MlopsProdFoundation",
     "MlopsProdDr",
+    "MlopsCi",
 )
 BACKGROUND = pytest.StashKey["Background"]()
 CFN_LINT_WORKERS = 1  # measured: a second worker costs more CPU (its own start-up) than it saves on 2 cores

@@ -47,9 +47,10 @@ def test_every_acknowledgement_has_a_specific_reason(synth: Synth) -> None:
 @pytest.mark.parametrize(
     ("stack", "expected"),
     [
-        ("MlopsDevFoundation", {"AwsSolutions-RDS3", "AwsSolutions-RDS10", "AwsSolutions-RDS11"}),
-        ("MlopsStagingFoundation", {"AwsSolutions-RDS3", "AwsSolutions-RDS11"}),
-        ("MlopsProdFoundation", {"AwsSolutions-RDS11", "AwsSolutions-IAM5"}),
+        ("MlopsDevFoundation", {"AwsSolutions-RDS3", "AwsSolutions-RDS10", "AwsSolutions-RDS11", "AwsSolutions-IAM4"}),
+        ("MlopsStagingFoundation", {"AwsSolutions-RDS3", "AwsSolutions-RDS11", "AwsSolutions-IAM4"}),
+        ("MlopsProdFoundation", {"AwsSolutions-RDS11", "AwsSolutions-IAM5", "AwsSolutions-IAM4"}),
+        ("MlopsCi", {"AwsSolutions-IAM5"}),
     ],
 )
 def test_acknowledgements_per_environment(synth: Synth, stack: str, expected: set[str]) -> None:

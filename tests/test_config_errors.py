@@ -534,10 +534,18 @@ MORE_CASES: list[Case] = [
     ),
     case(
         "replication-without-dr-region",
-        "prod.toml",
-        replace('dr_region = "us-west-2"', ""),
+        "dev.toml",
+        replace("replication = false", "replication = true"),
         "storage.replication = true",
         "needs aws.dr_region to be set",
+    ),
+    Case(
+        "dr-copies-without-dr-region",
+        (("prod.toml", replace('dr_region = "us-west-2"', "")),),
+        (
+            problem("prod.toml", "storage.replication = true", "needs aws.dr_region to be set"),
+            problem("prod.toml", "backup.copy_to_dr_region = true", "needs aws.dr_region to be set"),
+        ),
     ),
     case(
         "production-without-multi-az",

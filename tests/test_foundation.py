@@ -137,10 +137,12 @@ def test_interface_endpoints_only_where_configured(synth: Synth, env: str, inter
 @pytest.mark.parametrize("env", ENVIRONMENTS)
 def test_customer_managed_keys_rotate_and_are_named(synth: Synth, env: str) -> None:
     keys = synth.resources(foundation(env), "AWS::KMS::Key")
-    assert len(keys) == 4
+    assert len(keys) == 5
     assert all(key["Properties"]["EnableKeyRotation"] is True for key in keys.values())
     aliases = sorted(a["Properties"]["AliasName"] for a in synth.resources(foundation(env), "AWS::KMS::Alias").values())
-    assert aliases == [f"alias/mlops-{env}/{purpose}" for purpose in ("database", "logs", "messaging", "storage")]
+    assert aliases == [
+        f"alias/mlops-{env}/{purpose}" for purpose in ("backup", "database", "logs", "messaging", "storage")
+    ]
 
 
 @pytest.mark.parametrize(("env", "policy"), [("dev", "Retain"), ("staging", "Retain"), ("prod", "Retain")])

@@ -15,6 +15,7 @@ from tests.conftest import Synth
 
 REGISTRY = Path(__file__).with_name("stateful_resources.json")
 STATEFUL_TYPES = (
+    "AWS::Backup::BackupVault",
     "AWS::EC2::VPC",
     "AWS::ECR::Repository",
     "AWS::KMS::Key",

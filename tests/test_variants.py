@@ -159,7 +159,7 @@ def test_the_variant_config_switches_every_option_on(variant: Variant) -> None:
 
 
 def test_only_the_dev_environment_is_synthesized(variant: Variant) -> None:
-    assert set(variant.templates) == {STACK, FOUNDATION}
+    assert set(variant.templates) == {STACK, FOUNDATION, "MlopsCi"}
 
 
 def test_the_variant_passes_cdk_nag(variant: Variant) -> None:

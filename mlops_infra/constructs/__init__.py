@@ -6,6 +6,8 @@ app can use them: `from mlops_infra.constructs import Network, Database`.
 
 from mlops_infra.constructs.alerting import AlertTopic, PlatformAlarms, Thresholds
 from mlops_infra.constructs.artifact_storage import ArtifactStorage, ReplicationDestination
+from mlops_infra.constructs.backup import BackupPlan, protected_vault
+from mlops_infra.constructs.ci_identity import DeployTarget, GithubOidcRoles
 from mlops_infra.constructs.container_registry import ContainerRegistry
 from mlops_infra.constructs.dashboard import PlatformDashboard
 from mlops_infra.constructs.database import Database
@@ -28,12 +30,15 @@ from mlops_infra.constructs.network import Network
 __all__ = [
     "AlertTopic",
     "ArtifactStorage",
+    "BackupPlan",
     "ContainerRegistry",
     "DataKeys",
     "Database",
+    "DeployTarget",
     "Deployment",
     "FeatureCache",
     "FrontendDistribution",
+    "GithubOidcRoles",
     "HttpService",
     "HttpServiceOptions",
     "InternalLoadBalancer",
@@ -48,4 +53,5 @@ __all__ = [
     "ServiceMetrics",
     "Thresholds",
     "customer_managed_key",
+    "protected_vault",
 ]

@@ -8,6 +8,7 @@ Which key protects what:
 | `storage`   | S3 objects of the models bucket (and of its replica, in the DR region)|
 | `logs`      | CloudWatch log groups: VPC flow logs, database logs, service logs    |
 | `messaging` | SNS topics (alerts)                                                  |
+| `backup`    | AWS Backup recovery points (the DR region's vault has its own key)   |
 """
 
 from __future__ import annotations
@@ -69,6 +70,13 @@ class DataKeys(Construct):
             "Messaging",
             alias=f"{alias_prefix}/messaging",
             description="SNS topics of this environment",
+            removal_policy=removal_policy,
+        )
+        self.backup = customer_managed_key(
+            self,
+            "Backup",
+            alias=f"{alias_prefix}/backup",
+            description="AWS Backup vault of this environment",
             removal_policy=removal_policy,
         )
         self._allow_cloudwatch_logs(self.logs)

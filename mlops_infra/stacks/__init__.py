@@ -1,15 +1,19 @@
 """The deployable stacks of one environment, composed from `mlops_infra.constructs`."""
 
 from mlops_infra.stacks.application import ApplicationStack
+from mlops_infra.stacks.ci import CI_STACK_NAME, CiStack
 from mlops_infra.stacks.disaster_recovery import DisasterRecoveryStack
-from mlops_infra.stacks.environment import EnvironmentStacks, build_environment, stack_name
+from mlops_infra.stacks.environment import EnvironmentStacks, build_ci, build_environment, stack_name
 from mlops_infra.stacks.foundation import FoundationStack
 
 __all__ = [
+    "CI_STACK_NAME",
     "ApplicationStack",
+    "CiStack",
     "DisasterRecoveryStack",
     "EnvironmentStacks",
     "FoundationStack",
+    "build_ci",
     "build_environment",
     "stack_name",
 ]

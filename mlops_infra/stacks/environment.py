@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aws_cdk import Stack, Tags
 from constructs import Construct
 
-from mlops_infra.config import EnvironmentConfig
+from mlops_infra.config import ConfigError, EnvironmentConfig
 from mlops_infra.stacks.application import ApplicationStack
+from mlops_infra.stacks.ci import CI_STACK_NAME, CiStack
 from mlops_infra.stacks.common import aws_environment
 from mlops_infra.stacks.disaster_recovery import DisasterRecoveryStack
 from mlops_infra.stacks.foundation import FoundationStack
@@ -38,7 +40,7 @@ def build_environment(scope: Construct, config: EnvironmentConfig) -> Environmen
     """Create every stack of one environment, tagged, with its dependencies declared."""
     protected = config.termination_protection
     disaster_recovery = None
-    if config.storage.replication and config.aws.dr_region:
+    if config.has_dr_region_stack and config.aws.dr_region:
         disaster_recovery = DisasterRecoveryStack(
             scope,
             stack_name(config, "Dr"),
@@ -56,8 +58,8 @@ def build_environment(scope: Construct, config: EnvironmentConfig) -> Environmen
         description=f"MLOps Studio {config.name}: network, keys, database, registries and buckets",
     )
     if disaster_recovery is not None:
-        # The replication rule names the replica bucket, so it must exist first.
-        foundation.add_stack_dependency(disaster_recovery, "models bucket replicates into the DR-region bucket")
+        # The replication rule and the backup copy rule name the DR-region bucket and vault: they must exist first.
+        foundation.add_stack_dependency(disaster_recovery, "replication and backup copies go to the DR region")
     application = ApplicationStack(
         scope,
         stack_name(config),
@@ -83,3 +85,32 @@ def _tag(stack: Stack, config: EnvironmentConfig) -> None:
     }
     for key, value in tags.items():
         Tags.of(stack).add(key, value)
+
+
+def build_ci(scope: Construct, configs: Sequence[EnvironmentConfig]) -> CiStack:
+    """`MlopsCi` for the environments of one account (deploy it once per account)."""
+    accounts = {config.aws.account for config in configs}
+    if len(accounts) != 1:
+        shown = ", ".join(sorted(str(account) for account in accounts))
+        raise ConfigError(
+            [
+                f"aws.account differs between environments ({shown}): MlopsCi serves one account; "
+                "synthesize it per account with -c environments=<the environments of that account>"
+            ]
+        )
+    first = configs[0]
+    stack = CiStack(
+        scope,
+        CI_STACK_NAME,
+        configs=configs,
+        env=aws_environment(first),
+        termination_protection=any(config.production for config in configs),
+        description="MLOps Studio CI: GitHub OIDC provider, pull-request diff role, deploy role per environment",
+    )
+    for key, value in {
+        "Project": first.tags.project,
+        "Owner": first.tags.owner,
+        "CostCenter": first.tags.cost_center,
+    }.items():
+        Tags.of(stack).add(key, value)
+    return stack

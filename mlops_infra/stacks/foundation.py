@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_cdk import Duration, Stack
+from aws_cdk import aws_backup as backup
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
@@ -16,6 +17,7 @@ from mlops_infra import names
 from mlops_infra.config import EnvironmentConfig
 from mlops_infra.constructs import (
     ArtifactStorage,
+    BackupPlan,
     ContainerRegistry,
     Database,
     DataKeys,
@@ -75,6 +77,16 @@ class FoundationStack(Stack):
             max_image_count=config.registry.max_image_count,
             untagged_expiry_days=config.registry.untagged_expiry_days,
         )
+        self.backup = BackupPlan(
+            self,
+            "Backup",
+            name=names.backup_vault(config.name),
+            encryption_key=self.keys.backup,
+            resources=[backup.BackupResource.from_rds_database_instance(self.database.instance)],
+            retention=Duration.days(config.backup.retention_days),
+            removal_policy=stateful,
+            copy_to_vault_arn=self._dr_vault_arn(config) if config.backup.copy_to_dr_region else None,
+        )
         storage = config.storage
         replication = None
         if storage.replication and config.aws.dr_region:
@@ -95,4 +107,11 @@ class FoundationStack(Stack):
             access_log_expiration_days=storage.access_log_expiration_days,
             removal_policy=stateful,
             replication=replication,
+        )
+
+    def _dr_vault_arn(self, config: EnvironmentConfig) -> str:
+        """The DR-region vault (stack Mlops<Env>Dr), by name: no cross-region reference needed."""
+        return (
+            f"arn:{self.partition}:backup:{config.aws.dr_region}:{self.account}:"
+            f"backup-vault:{names.backup_vault(config.name)}-dr"
         )
