@@ -204,23 +204,8 @@ class ApplicationStack(Stack):
             services=self.services,
             database=self.foundation.database.instance,
             models=config.monitored_models,
-            thresholds=Thresholds(
-                inference_latency_ms=t.inference_latency_ms,
-                inference_latency_period_seconds=t.inference_latency_period_seconds,
-                inference_latency_evaluation_periods=t.inference_latency_evaluation_periods,
-                p99_latency_ms=t.p99_latency_ms,
-                error_rate_percent=t.error_rate_percent,
-                unhealthy_targets=t.unhealthy_targets,
-                cpu_percent=t.cpu_percent,
-                memory_percent=t.memory_percent,
-                rds_cpu_percent=t.rds_cpu_percent,
-                rds_free_storage_gib=t.rds_free_storage_gib,
-                rds_connections=t.rds_connections,
-                model_accuracy_min=t.model_accuracy_min,
-                model_drift_max=t.model_drift_max,
-                evaluation_periods=t.evaluation_periods,
-                model_missing_data=MISSING_DATA[observability.model_missing_data],
-            ),
+            # The config's thresholds carry the construct's field names one to one.
+            thresholds=Thresholds(**t.model_dump(), model_missing_data=MISSING_DATA[observability.model_missing_data]),
         )
         self.dashboard = PlatformDashboard(
             self,
