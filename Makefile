@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install synth test lint bench clean snapshots stateful-ids
+.PHONY: install synth test lint bench clean snapshots stateful-ids diff
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -45,3 +45,9 @@ snapshots: install
 
 stateful-ids: install
 	UPDATE_STATEFUL_IDS=1 $(PY) -m pytest tests/test_stateful_ids.py -q
+
+# Offline diff of every stack against a base ref (default origin/main) into cdk-diff.md; exits 8 when a
+# stateful resource would be replaced or deleted (`$(VENV)/bin/mlops-ops diff --help`).
+BASE ?= origin/main
+diff: install
+	$(VENV)/bin/mlops-ops diff --base $(BASE) --output cdk-diff.md

@@ -1,0 +1,740 @@
+"""`mlops-ops diff`: what a change does to the stacks, offline, as one Markdown report for the pull request.
+
+The base ref is checked out in a temporary `git worktree` and synthesized next to the working tree (two
+processes at once, each tree importing its own code, cdk.json context passed as `cdk synth` passes it).
+Every stack whose template differs goes through `cdk diff --app <new assembly> --template <base template>`,
+which needs no AWS credentials; its per-resource markers (`replace`, `may be replaced`, `destroy`,
+`orphan`) decide replacements, so no table of replacement-requiring properties is kept here. A stateful
+resource that would be replaced or deleted fails the command (DestructiveChange) unless --allow-destroy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import fnmatch
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlops_infra.ops.errors import DestructiveChange, OpsError
+
+# Resources whose replacement or deletion loses data (or, for a key, makes data unreadable).
+STATEFUL_TYPES = frozenset(
+    {
+        "AWS::RDS::DBInstance",
+        "AWS::RDS::DBCluster",
+        "AWS::S3::Bucket",
+        "AWS::ECR::Repository",
+        "AWS::KMS::Key",
+        "AWS::Logs::LogGroup",
+        "AWS::DynamoDB::Table",
+        "AWS::EC2::VPC",
+        "AWS::Backup::BackupVault",
+        "AWS::SecretsManager::Secret",
+    }
+)
+SYNTH_TIMEOUT_SECONDS = 900
+CDK_DIFF_TIMEOUT_SECONDS = 300
+TAIL_LINES = 25
+# Resource attributes besides Properties that make CloudFormation update a resource; Metadata is left out
+# (construct paths and asset hints, not a change to the resource).
+ATTRIBUTES = ("DependsOn", "Condition", "DeletionPolicy", "UpdateReplacePolicy", "UpdatePolicy", "CreationPolicy")
+# `cdk diff` resource line: `[~] AWS::S3::Bucket Path/To/Construct LogicalId replace`
+RESOURCE_LINE = re.compile(r"^\[(?P<op>[-+~\u2190])\] (?P<type>\w+(?:::\w+)+) (?P<rest>.+)$")
+PROPERTY_LINE = re.compile(
+    r"^ [\u251c\u2514]\u2500 \[[-+~]\] (?P<name>.+?) \((?P<why>requires replacement|may cause replacement)\)$"
+)
+MOVE_SUFFIX = re.compile(r" \(OR move .*\)$")
+IMPACTS = ("may be replaced", "replace", "destroy", "orphan", "import")
+HASH_SUFFIX = re.compile(r"[0-9A-F]{8}$")
+
+Action = Literal["replaced", "removed", "changed", "added"]
+ACTION_ORDER: dict[Action, int] = {"replaced": 0, "removed": 1, "changed": 2, "added": 3}
+Status = Literal["changed", "new", "removed", "unchanged"]
+
+
+class DiffFailed(OpsError):
+    """The diff could not be made: unknown ref, no CDK app, a synth or `cdk diff` that failed."""
+
+
+@dataclass(frozen=True)
+class CdkMarker:
+    """What `cdk diff` printed for one resource: its impact word and the properties forcing a replacement."""
+
+    impact: str
+    replacing: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    logical_id: str
+    type: str
+    action: Action
+    what: str
+    partner: str | None = None  # the logical ID on the other side of a logical-ID change
+    if_replaced: str = ""  # what happens to the old resource should `cdk diff` say it is replaced (UpdateReplacePolicy)
+
+    @property
+    def stateful(self) -> bool:
+        return self.type in STATEFUL_TYPES
+
+    @property
+    def destructive(self) -> bool:
+        return self.stateful and self.action in ("replaced", "removed")
+
+    def label(self) -> str:
+        if self.action == "replaced" and self.partner:
+            return f"{self.logical_id} -> {self.partner}"
+        return self.logical_id
+
+
+@dataclass
+class StackDiff:
+    name: str
+    status: Status
+    changes: list[ResourceChange] = field(default_factory=list)
+    other_sections: list[str] = field(default_factory=list)
+    raw: str | None = None
+
+    def count(self, action: Action) -> int:
+        return sum(1 for change in self.changes if change.action == action)
+
+    @property
+    def destructive(self) -> list[ResourceChange]:
+        return [change for change in self.changes if change.destructive]
+
+
+@dataclass(frozen=True)
+class Options:
+    repo: Path
+    base: str
+    output: Path | None
+    allow_destroy: bool
+    stacks: tuple[str, ...]
+    cdk: str | None
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "diff",
+        help="offline diff of the CDK stacks against a base git ref, as a Markdown report",
+        description=(
+            "Synthesize the base ref (in a temporary git worktree) and the working tree, run `cdk diff --template` "
+            "per changed stack, and write one Markdown report. Exits 8 when a stateful resource (database, bucket, "
+            "repository, key, log group, VPC, table, vault, secret) would be replaced or deleted."
+        ),
+    )
+    parser.add_argument("--base", required=True, help="git ref to compare against, e.g. origin/main or HEAD~1")
+    parser.add_argument("--repo", default=".", help="folder of the CDK app (its cdk.json) in a git repository")
+    parser.add_argument("--output", help="write the report to this file (default: standard output)")
+    parser.add_argument(
+        "--allow-destroy",
+        action="store_true",
+        help="exit 0 even when stateful resources would be replaced or deleted (the report still flags them)",
+    )
+    parser.add_argument("--stacks", nargs="+", default=[], metavar="STACK", help="only these stacks (glob patterns)")
+    parser.add_argument("--cdk", help="the CDK CLI (default: <repo>/node_modules/.bin/cdk, else cdk on PATH)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    options = Options(
+        repo=Path(args.repo),
+        base=args.base,
+        output=Path(args.output) if args.output else None,
+        allow_destroy=args.allow_destroy,
+        stacks=tuple(args.stacks),
+        cdk=args.cdk,
+    )
+    started = time.monotonic()
+    diffs, header = compute(options)
+    destructive = [(diff.name, change) for diff in diffs for change in diff.destructive]
+    report = render(diffs, header=header, destructive=destructive, allow_destroy=options.allow_destroy)
+    report += f"\n_Made by `mlops-ops diff` in {time.monotonic() - started:.1f} s._\n"
+    if options.output is None:
+        sys.stdout.write(report)
+    else:
+        try:
+            options.output.write_text(report, encoding="utf-8")
+        except OSError as error:
+            raise DiffFailed(f"cannot write the report to {options.output}: {error.strerror}") from None
+        changed = [diff.name for diff in diffs if diff.status != "unchanged"]
+        print(f"{options.output}: {len(changed)} of {len(diffs)} stacks differ from {options.base}")
+    if destructive and not options.allow_destroy:
+        names = "; ".join(
+            f"{stack}/{change.logical_id} ({change.type}, {_verb(change)})" for stack, change in destructive
+        )
+        where = f" (see {options.output})" if options.output else ""
+        raise DestructiveChange(
+            f"{len(destructive)} stateful resource(s) would be replaced or deleted against {options.base}: "
+            f"{names}{where}. Keep their logical IDs, or pass --allow-destroy if the data loss is planned."
+        )
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- orchestration
+
+
+def compute(options: Options) -> tuple[list[StackDiff], str]:
+    """Synthesize both trees, compare every stack; returns the stack diffs and the report's header lines."""
+    toplevel, app_dir = _locate(options.repo)
+    base_commit = _resolve_ref(toplevel, options.base)
+    cdk = _cdk_cli(app_dir, options.cdk)
+    python = _python(app_dir)
+    with tempfile.TemporaryDirectory(prefix="mlops-ops-diff-") as scratch:
+        root = Path(scratch)
+        base_out, new_out = root / "base.out", root / "new.out"
+        with _worktree(toplevel, base_commit, root / "base-tree") as base_tree:
+            base_app_dir = base_tree / app_dir.relative_to(toplevel)
+            _synthesize_both(
+                [(f"{options.base} ({base_commit[:12]})", base_app_dir, base_out), ("working tree", app_dir, new_out)],
+                python,
+            )
+        base_stacks, new_stacks = _stacks(base_out), _stacks(new_out)
+        names = _select(sorted(base_stacks.keys() | new_stacks.keys()), options.stacks)
+        empty = root / "empty.template.json"
+        empty.write_text("{}", encoding="utf-8")
+        diffs = [_compare(name, base_stacks.get(name), new_stacks.get(name)) for name in names]
+        to_run = [diff for diff in diffs if diff.status in ("changed", "new")]
+        with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+            raws = list(
+                pool.map(
+                    lambda diff: _cdk_diff(
+                        cdk, new_out, _template_or(base_stacks.get(diff.name), empty), diff.name, root
+                    ),
+                    to_run,
+                )
+            )
+        for diff, raw in zip(to_run, raws, strict=True):
+            diff.raw = raw
+            _apply_markers(diff, parse_cdk_diff(raw))
+    header = _header(toplevel, app_dir, options.base, base_commit)
+    return diffs, header
+
+
+def _locate(repo: Path) -> tuple[Path, Path]:
+    app_dir = repo.resolve()
+    if not (app_dir / "cdk.json").is_file():
+        raise DiffFailed(f"{repo}: no cdk.json there; pass --repo the folder of the CDK app")
+    result = _git(app_dir, "rev-parse", "--show-toplevel", check=False)
+    if result.returncode != 0:
+        raise DiffFailed(f"{repo} is not in a git repository: {result.stderr.strip()}")
+    return Path(result.stdout.strip()).resolve(), app_dir
+
+
+def _resolve_ref(toplevel: Path, ref: str) -> str:
+    result = _git(toplevel, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
+    if result.returncode != 0 or not result.stdout.strip():
+        raise DiffFailed(
+            f"unknown git ref {ref!r} in {toplevel}: no such branch, tag or commit (for origin/main, `git fetch` first)"
+        )
+    return result.stdout.strip()
+
+
+def _cdk_cli(app_dir: Path, given: str | None) -> str:
+    if given:
+        if shutil.which(given) is None:
+            raise DiffFailed(f"--cdk {given}: not an executable")
+        return given
+    for candidate in (app_dir / "node_modules" / ".bin" / "cdk", Path.cwd() / "node_modules" / ".bin" / "cdk"):
+        if candidate.is_file():
+            return str(candidate)
+    found = shutil.which("cdk")
+    if found is None:
+        raise DiffFailed(f"the CDK CLI was not found: run `npm ci` in {app_dir} or pass --cdk PATH")
+    return found
+
+
+def _python(app_dir: Path) -> str:
+    venv = app_dir / ".venv" / "bin" / "python"
+    return str(venv) if venv.is_file() else sys.executable
+
+
+def _git(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, check=False)
+    if check and result.returncode != 0:
+        raise DiffFailed(f"git {' '.join(args)} failed in {cwd}: {_tail(result.stderr or result.stdout)}")
+    return result
+
+
+@contextmanager
+def _worktree(toplevel: Path, commit: str, path: Path) -> Iterator[Path]:
+    """A detached checkout of `commit`, removed again whatever happens."""
+    _git(toplevel, "worktree", "add", "--detach", str(path), commit)
+    try:
+        yield path
+    finally:
+        if _git(toplevel, "worktree", "remove", "--force", str(path), check=False).returncode != 0:
+            shutil.rmtree(path, ignore_errors=True)
+            _git(toplevel, "worktree", "prune", check=False)
+
+
+def _header(toplevel: Path, app_dir: Path, base: str, base_commit: str) -> str:
+    subject = _git(toplevel, "log", "-1", "--format=%s", base_commit, check=False).stdout.strip()
+    head = _git(toplevel, "rev-parse", "--short=12", "HEAD", check=False).stdout.strip() or "(no commit)"
+    dirty = _git(toplevel, "status", "--porcelain", "--", str(app_dir), check=False).stdout.strip()
+    state = " with uncommitted changes" if dirty else ""
+    return (
+        f"Base: `{base}` = `{base_commit[:12]}` {subject}  \n"
+        f"New: the working tree of `{app_dir}` (HEAD `{head}`{state})  \n"
+        "Both synthesized offline with the context of their own cdk.json; resources compared by logical ID, "
+        "replacements as `cdk diff` marks them."
+    )
+
+
+# ---------------------------------------------------------------------------------------------- synthesis
+
+
+@dataclass
+class _Synth:
+    label: str
+    app_dir: Path
+    outdir: Path
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+
+
+def _synthesize_both(trees: Sequence[tuple[str, Path, Path]], python: str) -> None:
+    """Run each tree's app at once; the first failure stops the others and raises with its stderr."""
+    running: list[_Synth] = []
+    try:
+        for label, app_dir, outdir in trees:
+            running.append(_start_synth(label, app_dir, outdir, python))
+        deadline = time.monotonic() + SYNTH_TIMEOUT_SECONDS
+        pending = list(running)
+        while pending:
+            for synth in list(pending):
+                code = synth.process.poll()
+                if code is None:
+                    continue
+                pending.remove(synth)
+                if code != 0:
+                    output = synth.stderr.read_text(errors="replace") or synth.stdout.read_text(errors="replace")
+                    raise DiffFailed(
+                        f"synthesizing {synth.label} failed (exit {code}) in {synth.app_dir}:\n{_tail(output)}"
+                    )
+                _check_assembly(synth)
+            if pending and time.monotonic() > deadline:
+                raise DiffFailed(f"synthesizing {pending[0].label} took more than {SYNTH_TIMEOUT_SECONDS} s")
+            time.sleep(0.05)
+    finally:
+        for synth in running:
+            _stop(synth.process)
+
+
+def _start_synth(label: str, app_dir: Path, outdir: Path, python: str) -> _Synth:
+    command = _app_command(app_dir, python)
+    outdir.mkdir(parents=True)
+    env = {key: value for key, value in os.environ.items() if key not in _SYNTH_ENV_DROPPED}
+    env.update(
+        CDK_OUTDIR=str(outdir),
+        CDK_CONTEXT_JSON=json.dumps(_context(app_dir)),
+        PYTHONPATH=os.pathsep.join([str(app_dir), *filter(None, [os.environ.get("PYTHONPATH")])]),
+        CDK_DISABLE_CLI_TELEMETRY="true",
+        # aws-cdk-lib's built-in template validation costs ~4.5 s a synth and leaves the templates unchanged.
+        CDK_VALIDATION="false",
+        JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=env.get("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20"),
+    )
+    stdout, stderr = outdir.with_suffix(".stdout"), outdir.with_suffix(".stderr")
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        process = subprocess.Popen(
+            command, cwd=app_dir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True
+        )
+    return _Synth(label, app_dir, outdir, process, stdout, stderr)
+
+
+# A config folder or context from the caller's shell would make both trees synthesize the same settings.
+_SYNTH_ENV_DROPPED = frozenset({"MLOPS_CONFIG_DIR", "CDK_CONTEXT_JSON", "CONTEXT_OVERFLOW_LOCATION_ENV", "CDK_OUTDIR"})
+
+
+def _app_command(app_dir: Path, python: str) -> list[str]:
+    """cdk.json's `app`, with its Python interpreter swapped for ours (a worktree has no .venv)."""
+    app = _cdk_json(app_dir).get("app")
+    if not isinstance(app, str) or not app.strip():
+        raise DiffFailed(f"{app_dir / 'cdk.json'}: no `app` command")
+    command = shlex.split(app)
+    if re.fullmatch(r"python(3(\.\d+)?)?", Path(command[0]).name):
+        command[0] = python
+    return command
+
+
+def _cdk_json(app_dir: Path) -> dict[str, Any]:
+    path = app_dir / "cdk.json"
+    try:
+        settings: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DiffFailed(f"{path}: not found (the base ref has no CDK app there)") from None
+    except json.JSONDecodeError as error:
+        raise DiffFailed(f"{path}: not valid JSON ({error})") from None
+    return settings
+
+
+def _context(app_dir: Path) -> dict[str, Any]:
+    """The context `cdk synth` gives the app: cdk.json's, cdk.context.json's, and the CLI's own settings."""
+    settings = _cdk_json(app_dir)
+    context: dict[str, Any] = dict(settings.get("context", {}))
+    context_file = app_dir / "cdk.context.json"
+    if context_file.is_file():
+        context.update(json.loads(context_file.read_text(encoding="utf-8")))
+    # As the CLI's contextFromSettings does.
+    if settings.get("pathMetadata", True):
+        context["aws:cdk:enable-path-metadata"] = True
+    if settings.get("assetMetadata", True):
+        context["aws:cdk:enable-asset-metadata"] = True
+    if settings.get("versionReporting", True):
+        context["aws:cdk:version-reporting"] = True
+    else:
+        context["aws:cdk:disable-version-reporting"] = True
+    if not settings.get("staging", True):
+        context["aws:cdk:disable-asset-staging"] = True
+    context["aws:cdk:bundling-stacks"] = settings.get("bundlingStacks", ["**"])
+    context["@aws-cdk/core:failSynthOnValidationErrors"] = False
+    return context
+
+
+def _check_assembly(synth: _Synth) -> None:
+    manifest = synth.outdir / "manifest.json"
+    if not manifest.is_file():
+        raise DiffFailed(f"synthesizing {synth.label} wrote no cloud assembly (no {manifest.name}) in {synth.outdir}")
+    missing = json.loads(manifest.read_text(encoding="utf-8")).get("missing")
+    if missing:
+        keys = ", ".join(sorted(str(entry.get("key")) for entry in missing))
+        raise DiffFailed(
+            f"{synth.label} needs context looked up in AWS ({keys}); commit cdk.context.json (or pin the values) "
+            "so it synthesizes offline"
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _tail(text: str) -> str:
+    lines = text.rstrip().splitlines()
+    shown = lines[-TAIL_LINES:]
+    prefix = [f"... ({len(lines) - len(shown)} lines before)"] if len(lines) > len(shown) else []
+    return "\n".join("  " + line for line in [*prefix, *shown])
+
+
+# ---------------------------------------------------------------------------------------------- comparison
+
+
+@dataclass(frozen=True)
+class _Stack:
+    name: str  # the CLI's selector: the stack's hierarchical ID
+    template: Path
+
+
+def _stacks(outdir: Path, prefix: Path = Path()) -> dict[str, _Stack]:
+    """Every CloudFormation stack of an assembly, nested assemblies (stages) included."""
+    manifest = json.loads((outdir / prefix / "manifest.json").read_text(encoding="utf-8"))
+    found: dict[str, _Stack] = {}
+    for artifact_id, artifact in manifest.get("artifacts", {}).items():
+        properties = artifact.get("properties", {})
+        if artifact.get("type") == "aws:cloudformation:stack":
+            name = artifact.get("displayName", artifact_id)
+            found[name] = _Stack(name, outdir / prefix / properties["templateFile"])
+        elif artifact.get("type") == "cdk:cloud-assembly":
+            found.update(_stacks(outdir, prefix / properties["directoryName"]))
+    return found
+
+
+def _select(names: list[str], patterns: Sequence[str]) -> list[str]:
+    if not patterns:
+        return names
+    unmatched = [pattern for pattern in patterns if not fnmatch.filter(names, pattern)]
+    if unmatched:
+        raise DiffFailed(f"--stacks {' '.join(unmatched)} matches no stack; the stacks are: {', '.join(names)}")
+    return [name for name in names if any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)]
+
+
+def _compare(name: str, base: _Stack | None, new: _Stack | None) -> StackDiff:
+    base_template = _load(base.template) if base else {}
+    new_template = _load(new.template) if new else {}
+    status: Status = "new" if base is None else "removed" if new is None else "changed"
+    changes, sections = compare_templates(base_template, new_template)
+    if status == "removed":
+        changes = [
+            ResourceChange(
+                change.logical_id, change.type, "removed", "stack removed from the app: deleted by `cdk destroy`"
+            )
+            for change in changes
+        ]
+    if status == "changed" and not changes and not sections:
+        status = "unchanged"
+    return StackDiff(name, status, changes, sections)
+
+
+def _load(path: Path) -> dict[str, Any]:
+    template: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return template
+
+
+def compare_templates(base: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[ResourceChange], list[str]]:
+    """Resources added, removed, changed (by logical ID) and logical-ID changes; other template sections changed."""
+    old_resources: dict[str, Any] = base.get("Resources", {})
+    new_resources: dict[str, Any] = new.get("Resources", {})
+    changes: list[ResourceChange] = []
+    for logical_id in sorted(old_resources.keys() & new_resources.keys()):
+        old, current = old_resources[logical_id], new_resources[logical_id]
+        if old.get("Type") != current.get("Type"):
+            what = f"type changed from {old.get('Type')}: CloudFormation replaces it"
+            changes.append(ResourceChange(logical_id, old.get("Type", "?"), "replaced", what))
+        elif what := _changed_parts(old, current):
+            note = _policy_note("UpdateReplacePolicy", current)
+            changes.append(ResourceChange(logical_id, current.get("Type", "?"), "changed", what, if_replaced=note))
+    removed = {
+        logical_id: old_resources[logical_id].get("Type", "?")
+        for logical_id in old_resources.keys() - new_resources.keys()
+    }
+    added = {
+        logical_id: new_resources[logical_id].get("Type", "?")
+        for logical_id in new_resources.keys() - old_resources.keys()
+    }
+    for old_id, new_id in _pair_renames(removed, added):
+        kind = removed.pop(old_id)
+        del added[new_id]
+        what = f"logical ID changed to {new_id}: CloudFormation creates {new_id}, then deletes {old_id}"
+        changes.append(ResourceChange(old_id, kind, "replaced", _with_policy(what, old_resources[old_id]), new_id))
+    for logical_id, kind in removed.items():
+        changes.append(ResourceChange(logical_id, kind, "removed", _with_policy("deleted", old_resources[logical_id])))
+    changes.extend(ResourceChange(logical_id, kind, "added", "created") for logical_id, kind in added.items())
+    sections = sorted(key for key in (base.keys() | new.keys()) - {"Resources"} if base.get(key) != new.get(key))
+    return sorted(changes, key=_order), sections
+
+
+def _changed_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """`properties: A, B; DeletionPolicy`: what differs between two versions of a resource (empty: nothing)."""
+    old_properties: dict[str, Any] = old.get("Properties", {})
+    new_properties: dict[str, Any] = new.get("Properties", {})
+    parts = [
+        name
+        for name in sorted(old_properties.keys() | new_properties.keys())
+        if old_properties.get(name) != new_properties.get(name)
+    ]
+    attributes = [name for name in ATTRIBUTES if old.get(name) != new.get(name)]
+    return "; ".join(filter(None, [f"properties: {', '.join(parts)}" if parts else "", ", ".join(attributes)]))
+
+
+def _verb(change: ResourceChange) -> str:
+    if change.action == "replaced" and change.partner:
+        return f"replaced by {change.partner}"
+    return change.action
+
+
+def _pair_renames(removed: Mapping[str, str], added: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Removed and added resources of one type, paired most-similar logical IDs first."""
+    candidates = sorted(
+        (
+            -difflib.SequenceMatcher(None, HASH_SUFFIX.sub("", old_id), HASH_SUFFIX.sub("", new_id)).ratio(),
+            old_id,
+            new_id,
+        )
+        for old_id, old_type in removed.items()
+        for new_id, new_type in added.items()
+        if old_type == new_type
+    )
+    pairs: list[tuple[str, str]] = []
+    used_old: set[str] = set()
+    used_new: set[str] = set()
+    for _, old_id, new_id in candidates:
+        if old_id not in used_old and new_id not in used_new:
+            pairs.append((old_id, new_id))
+            used_old.add(old_id)
+            used_new.add(new_id)
+    return pairs
+
+
+def _with_policy(what: str, resource: Mapping[str, Any]) -> str:
+    return f"{what}{_policy_note('DeletionPolicy', resource)}"
+
+
+def _policy_note(attribute: str, resource: Mapping[str, Any]) -> str:
+    """What a DeletionPolicy / UpdateReplacePolicy does to the resource it removes, as a parenthesis."""
+    policy = resource.get(attribute)
+    if policy in ("Retain", "RetainExceptOnCreate"):
+        return f" ({attribute} {policy}: the old one stays in AWS, no longer managed)"
+    if policy == "Snapshot":
+        return f" ({attribute} Snapshot: a final snapshot is taken)"
+    return ""
+
+
+def _order(change: ResourceChange) -> tuple[bool, int, str]:
+    return (not change.destructive, ACTION_ORDER[change.action], change.logical_id)
+
+
+# ---------------------------------------------------------------------------------------------- cdk diff
+
+
+def _template_or(stack: _Stack | None, empty: Path) -> Path:
+    return stack.template if stack else empty
+
+
+def _cdk_diff(cdk: str, new_out: Path, template: Path, stack: str, cwd: Path) -> str:
+    """`cdk diff` of one stack of the new assembly against a template file: offline, no credentials needed."""
+    command = [
+        cdk,
+        "diff",
+        "--app",
+        str(new_out),
+        "--template",
+        str(template),
+        stack,
+        "--exclusively",
+        "--no-color",
+        "--no-notices",
+    ]
+    env = dict(os.environ, CDK_DISABLE_CLI_TELEMETRY="true", AWS_EC2_METADATA_DISABLED="true")
+    env.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
+    env.pop("FORCE_COLOR", None)
+    try:
+        result = subprocess.run(
+            command, cwd=cwd, env=env, capture_output=True, text=True, timeout=CDK_DIFF_TIMEOUT_SECONDS, check=False
+        )
+    except FileNotFoundError:
+        raise DiffFailed(f"the CDK CLI {cdk} could not be started") from None
+    except subprocess.TimeoutExpired:
+        raise DiffFailed(f"`cdk diff {stack}` took more than {CDK_DIFF_TIMEOUT_SECONDS} s") from None
+    output = (result.stdout + result.stderr).strip("\n")
+    if result.returncode != 0:
+        raise DiffFailed(f"`cdk diff {stack}` failed (exit {result.returncode}):\n{_tail(output)}")
+    return output
+
+
+def parse_cdk_diff(output: str) -> dict[str, CdkMarker]:
+    """Per logical ID, the impact `cdk diff` printed on its resource line and the properties it says force it."""
+    markers: dict[str, CdkMarker] = {}
+    current: str | None = None
+    for line in output.splitlines():
+        if match := RESOURCE_LINE.match(line):
+            rest = MOVE_SUFFIX.sub("", match["rest"]).rstrip()
+            impact = next((word for word in IMPACTS if rest.endswith(" " + word)), "")
+            tokens = rest.removesuffix(" " + impact).split(" ") if impact else rest.split(" ")
+            current = tokens[-1]
+            markers[current] = CdkMarker(impact)
+        elif current and (match := PROPERTY_LINE.match(line)):
+            marker = markers[current]
+            markers[current] = CdkMarker(marker.impact, (*marker.replacing, match["name"]))
+        elif not line.startswith((" ", "\u2502")):
+            current = None
+    return markers
+
+
+def _apply_markers(diff: StackDiff, markers: Mapping[str, CdkMarker]) -> None:
+    """In-place replacements come from `cdk diff`; so do its words on deletions (destroy / orphan)."""
+    updated: list[ResourceChange] = []
+    for change in diff.changes:
+        marker = markers.get(change.logical_id)
+        if change.action == "changed" and marker and marker.impact in ("replace", "may be replaced"):
+            forcing = ", ".join(marker.replacing) or "a property"
+            verb = "requires" if marker.impact == "replace" else "may require"
+            what = f"{change.what}; {forcing} {verb} replacement (`cdk diff`: {marker.impact}){change.if_replaced}"
+            change = ResourceChange(change.logical_id, change.type, "replaced", what)
+        elif change.action == "changed" and marker is None:
+            change = ResourceChange(change.logical_id, change.type, "changed", f"{change.what} (`cdk diff`: no change)")
+        updated.append(change)
+    diff.changes = sorted(updated, key=_order)
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def render(
+    diffs: Sequence[StackDiff],
+    *,
+    header: str,
+    destructive: Sequence[tuple[str, ResourceChange]],
+    allow_destroy: bool,
+) -> str:
+    lines = ["# CDK diff", "", header, ""]
+    if destructive:
+        verdict = "allowed by --allow-destroy" if allow_destroy else "`mlops-ops diff` exits 8"
+        lines += [f"**{len(destructive)} stateful resource(s) would be replaced or deleted** ({verdict}):", ""]
+        lines += [f"- `{stack}` `{change.label()}` ({change.type}): {change.what}" for stack, change in destructive]
+    else:
+        lines.append("No stateful resource would be replaced or deleted.")
+    lines += ["", "## Summary", ""]
+    changed = [diff for diff in diffs if diff.status != "unchanged"]
+    if changed:
+        lines += [
+            "| stack | added | changed | removed | replaced | stateful replaced/removed | note |",
+            "|---|---:|---:|---:|---:|---:|---|",
+        ]
+    else:
+        lines.append("No stack differs from the base.")
+    for diff in changed:
+        note = {"new": "**new stack**", "removed": "**removed stack**"}.get(diff.status, "")
+        if diff.other_sections and diff.status == "changed":
+            note = "also " + ", ".join(diff.other_sections)
+        counts = [diff.count(action) for action in ("added", "changed", "removed", "replaced")]
+        lines.append(f"| {diff.name} | {' | '.join(map(str, counts))} | {len(diff.destructive)} | {note} |")
+    unchanged = [diff.name for diff in diffs if diff.status == "unchanged"]
+    lines += [
+        "",
+        f"Unchanged: {', '.join(unchanged) or 'none'}. "
+        "_replaced_: replaced in place (as `cdk diff` marks it) or its logical ID changed (a delete plus an add).",
+    ]
+    for diff in changed:
+        lines += ["", *_stack_section(diff)]
+    return "\n".join(lines) + "\n"
+
+
+def _stack_section(diff: StackDiff) -> list[str]:
+    lines = [f"## {diff.name}", ""]
+    if diff.status == "new":
+        lines += ["New stack: not in the base.", ""]
+    elif diff.status == "removed":
+        lines += [
+            "Removed stack: no longer in the app. `cdk deploy` leaves the deployed stack alone; "
+            "`cdk destroy` (or deleting it) deletes its resources.",
+            "",
+        ]
+    if diff.other_sections and diff.status == "changed":
+        lines += [f"Other template sections changed: {', '.join(diff.other_sections)}.", ""]
+    if diff.changes:
+        lines += ["| | logical ID | type | what |", "|---|---|---|---|"]
+        for change in diff.changes:
+            flag = {"replaced": "**REPLACED**", "removed": "**REMOVED**", "changed": "changed", "added": "added"}[
+                change.action
+            ]
+            if change.stateful and change.action in ("replaced", "removed"):
+                flag += " (stateful)"
+            lines.append(f"| {flag} | `{change.label()}` | {change.type} | {change.what} |")
+    if diff.raw is not None:
+        fence = "`" * max(3, _longest_backtick_run(diff.raw) + 1)
+        lines += [
+            "",
+            f"<details><summary>cdk diff {diff.name}</summary>",
+            "",
+            f"{fence}text",
+            diff.raw,
+            fence,
+            "</details>",
+        ]
+    return lines
+
+
+def _longest_backtick_run(text: str) -> int:
+    return max((len(run) for run in re.findall(r"`+", text)), default=0)

@@ -1,0 +1,108 @@
+"""A real local MLflow tracking server for the operator CLI's model tests (`tests/test_ops_model.py`).
+
+`running_mlflow_server(folder)` starts `python -m mlflow server` on a free port of 127.0.0.1 with a SQLite
+backend store in `folder`, waits for `/health`, yields its URL and stops it (and every child it forked:
+the server runs uvicorn workers) when the block exits, on failures too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+START_DEADLINE_SECONDS = 90.0
+STOP_GRACE_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    url: str
+    database: Path  # the SQLite backend store, for states the REST API cannot make (a version not READY)
+    start_seconds: float
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group (the server and its workers), SIGKILL it after a grace period."""
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    # Workers may outlive a server that exited on its own: the group is gone only when they are.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path) -> Iterator[MlflowServer]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    database = folder / "mlflow.db"
+    log_path = folder / "server.log"
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{database}",
+        "--default-artifact-root",
+        str(folder / "artifacts"),
+    ]
+    started = time.monotonic()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = started + START_DEADLINE_SECONDS
+        while not _healthy(url):
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"mlflow server exited with {process.returncode} before it was healthy:\n{log_path.read_text()}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"mlflow server not healthy after {START_DEADLINE_SECONDS:.0f} s:\n{log_path.read_text()}"
+                )
+            time.sleep(0.25)
+        yield MlflowServer(url=url, database=database, start_seconds=time.monotonic() - started)
+    finally:
+        _stop(process)
