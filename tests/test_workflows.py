@@ -1,4 +1,4 @@
-"""The delivery workflows (.github/workflows/): schema, zizmor, and the rules docs/delivery.md promises.
+"""The delivery workflows (.github/workflows/): schema, zizmor, and the rules README.md (Delivery) promises.
 
 check-jsonschema (GitHub's workflow schema, vendored) and zizmor (offline) run once per session. The
 structural tests read the YAML; a few run the workflows' own shell steps against stubs (no network, no AWS).
@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / ".github" / "workflows"
 ZIZMOR_CONFIG = ROOT / ".github" / "zizmor.yml"
-DOCS = ROOT / "docs" / "delivery.md"
+DOCS = ROOT / "README.md"
 BIN = Path(sys.executable).parent
 
 EXPECTED = {"validate", "deploy-dev", "promote-staging", "promote-prod"}
@@ -644,7 +644,7 @@ def test_docs_name_every_variable_secret_and_environment(texts: dict[str, str]) 
     docs = DOCS.read_text(encoding="utf-8")
     text = "\n".join(texts.values())
     for name in set(re.findall(r"\b(?:vars|secrets)\.(\w+)", text)):
-        assert f"`{name}`" in docs, f"docs/delivery.md does not document {name}"
+        assert f"`{name}`" in docs, f"README.md (Delivery) does not document {name}"
     for environment in ("`dev`", "`staging`", "`production`", "`allow-destroy`"):
         assert environment in docs
     for workflow in EXPECTED:
