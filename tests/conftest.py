@@ -1,8 +1,9 @@
 """Test session set-up: background work first, then one synth of the whole app, as `cdk synth` makes it.
 
 The CDK is imported lazily (in the `synth` fixture and by the test modules), so the processes that
-run beside the tests (bad-config runs of app.py, a cfn-lint worker) start before it, in
-`pytest_configure`, and use the second core while this process imports the CDK and synthesizes.
+run beside the tests (bad-config runs of app.py, a cfn-lint worker, the local MLflow server) start
+before it, in `pytest_configure`, and use the second core while this process imports the CDK and
+synthesizes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from mlops_infra.config import EnvironmentConfig, load_all
+from tests.mlflow_server import MlflowServerProcess
 from tests.test_config_errors import Run, start_all, stop_all
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ class Background:
     folder: Path
     app_py_runs: dict[str, Run]  # bad-config runs of `python app.py` (tests/test_config_errors.py)
     cfn_lint: list[subprocess.Popen[str]]  # cfn-lint workers waiting for template paths (tests/test_cfn_lint.py)
+    mlflow: MlflowServerProcess  # a local MLflow server for tests/test_ops_model.py (its start takes seconds)
 
     @classmethod
     def start(cls) -> Background:
@@ -69,9 +72,15 @@ class Background:
             )
             for _ in range(CFN_LINT_WORKERS)
         ]
-        return cls(folder=folder, app_py_runs=start_all(folder), cfn_lint=cfn_lint)
+        return cls(
+            folder=folder,
+            app_py_runs=start_all(folder),
+            cfn_lint=cfn_lint,
+            mlflow=MlflowServerProcess(folder / "mlflow-server"),
+        )
 
     def stop(self) -> None:
+        self.mlflow.stop()
         stop_all(self.app_py_runs)
         for process in self.cfn_lint:
             if process.poll() is None:

@@ -62,47 +62,67 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)
 
 
-@contextlib.contextmanager
-def running_mlflow_server(folder: Path) -> Iterator[MlflowServer]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    database = folder / "mlflow.db"
-    log_path = folder / "server.log"
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "server",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{database}",
-        "--default-artifact-root",
-        str(folder / "artifacts"),
-    ]
-    started = time.monotonic()
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = started + START_DEADLINE_SECONDS
-        while not _healthy(url):
-            if process.poll() is not None:
+class MlflowServerProcess:
+    """A server started now and waited for later, so its start-up can overlap other work."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.database = folder / "mlflow.db"
+        self.log_path = folder / "server.log"
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        env.pop("MLFLOW_TRACKING_URI", None)
+        command = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{self.database}",
+            "--default-artifact-root",
+            str(folder / "artifacts"),
+        ]
+        self.started = time.monotonic()
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        self._ready: MlflowServer | None = None
+
+    def wait(self) -> MlflowServer:
+        """Block until /health answers (at most START_DEADLINE_SECONDS after the start); raise if it never does."""
+        if self._ready is not None:
+            return self._ready
+        deadline = self.started + START_DEADLINE_SECONDS
+        while not _healthy(self.url):
+            if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"mlflow server exited with {process.returncode} before it was healthy:\n{log_path.read_text()}"
+                    f"mlflow server exited with {self.process.returncode} before it was healthy:\n"
+                    f"{self.log_path.read_text()}"
                 )
             if time.monotonic() > deadline:
                 raise RuntimeError(
-                    f"mlflow server not healthy after {START_DEADLINE_SECONDS:.0f} s:\n{log_path.read_text()}"
+                    f"mlflow server not healthy after {START_DEADLINE_SECONDS:.0f} s:\n{self.log_path.read_text()}"
                 )
             time.sleep(0.25)
-        yield MlflowServer(url=url, database=database, start_seconds=time.monotonic() - started)
+        self._ready = MlflowServer(url=self.url, database=self.database, start_seconds=time.monotonic() - self.started)
+        return self._ready
+
+    def stop(self) -> None:
+        _stop(self.process)
+
+
+@contextlib.contextmanager
+def running_mlflow_server(folder: Path) -> Iterator[MlflowServer]:
+    server = MlflowServerProcess(folder)
+    try:
+        yield server.wait()
     finally:
-        _stop(process)
+        server.stop()

@@ -26,7 +26,8 @@ from mlflow import MlflowClient
 from moto import mock_aws
 
 from mlops_infra.ops.cli import main
-from tests.mlflow_server import MlflowServer, free_port, running_mlflow_server
+from tests.conftest import BACKGROUND
+from tests.mlflow_server import MlflowServer, free_port
 from tests.test_ops_aws import current_task_definition, isolate_aws, make_ecs
 
 MODEL_NUMBERS = itertools.count(1)
@@ -34,10 +35,11 @@ SERVER_START: dict[str, float] = {}
 
 
 @pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-server")) as server:
-        SERVER_START["seconds"] = server.start_seconds
-        yield server
+def mlflow_server(pytestconfig: pytest.Config) -> MlflowServer:
+    """The server conftest.py started in the background at configure time (stopped at unconfigure)."""
+    server = pytestconfig.stash[BACKGROUND].mlflow.wait()
+    SERVER_START["seconds"] = server.start_seconds
+    return server
 
 
 @pytest.fixture(autouse=True)
