@@ -8,14 +8,11 @@ import pytest
 from aws_cdk.assertions import Match
 
 from tests.conftest import ENVIRONMENTS, Synth
+from tests.templates import foundation
 
 CI = "MlopsCi"
 REPOSITORY = "example-org/mlops-infra"
 ISSUER = "token.actions.githubusercontent.com"
-
-
-def foundation(env: str) -> str:
-    return f"Mlops{env.capitalize()}Foundation"
 
 
 # --- backup ---------------------------------------------------------------------------------

@@ -8,11 +8,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from tests.conftest import ENVIRONMENTS, STACKS, Synth
-
-
-def foundation(env: str) -> str:
-    return f"Mlops{env.capitalize()}Foundation"
-
+from tests.templates import foundation
 
 # --- stacks and app -------------------------------------------------------------------------
 

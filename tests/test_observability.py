@@ -24,6 +24,7 @@ import pytest
 
 from mlops_infra.config import AlarmThresholds, ConfigError, ObservabilitySettings, load_all
 from tests.conftest import ENVIRONMENTS, ROOT, Synth
+from tests.templates import application, foundation, imported, target
 
 # CloudFormation quotas per template (a template `cdk deploy` uploads to S3 may be 1 MB; we keep below 10^6 bytes).
 CI_STACK = "MlopsCi"
@@ -83,32 +84,6 @@ DASHBOARD_TITLES = [
 
 
 # --- helpers: stacks, references ------------------------------------------------------------
-
-
-def application(env: str) -> str:
-    return f"Mlops{env.capitalize()}"
-
-
-def foundation(env: str) -> str:
-    return f"Mlops{env.capitalize()}Foundation"
-
-
-def target(value: Any) -> str:
-    """The logical ID a `Ref` or `Fn::GetAtt` points at."""
-    if "Ref" in value:
-        return str(value["Ref"])
-    return str(value["Fn::GetAtt"][0])
-
-
-def imported(synth: Synth, env: str, value: Any) -> Any:
-    """The foundation output value behind an `Fn::ImportValue` of the application stack."""
-    name = value["Fn::ImportValue"]
-    (output,) = [
-        output["Value"]
-        for output in synth.templates[foundation(env)]["Outputs"].values()
-        if output.get("Export", {}).get("Name") == name
-    ]
-    return output
 
 
 def resource(synth: Synth, stack: str, logical_id: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ENVIRONMENTS, Synth
+from tests.templates import application, foundation, imported, target
 
 SERVICES = {"backend": "mlops-backend-service", "mlflow": "mlops-mlflow", "inference": "mlops-inference"}
 PORTS = {"backend": 5000, "mlflow": 5000, "inference": 8080}
@@ -27,32 +28,6 @@ SERVICE_CASES = [(env, short) for env in ENVIRONMENTS for short in SERVICES]
 
 
 # --- helpers --------------------------------------------------------------------------------
-
-
-def application(env: str) -> str:
-    return f"Mlops{env.capitalize()}"
-
-
-def foundation(env: str) -> str:
-    return f"Mlops{env.capitalize()}Foundation"
-
-
-def target(value: Any) -> str:
-    """The logical ID a `Ref` or `Fn::GetAtt` points at."""
-    if "Ref" in value:
-        return str(value["Ref"])
-    return str(value["Fn::GetAtt"][0])
-
-
-def imported(synth: Synth, env: str, value: Any) -> Any:
-    """The foundation output value behind an `Fn::ImportValue` of the application stack."""
-    name = value["Fn::ImportValue"]
-    (output,) = [
-        output["Value"]
-        for output in synth.templates[foundation(env)]["Outputs"].values()
-        if output.get("Export", {}).get("Name") == name
-    ]
-    return output
 
 
 def one(synth: Synth, env: str, resource_type: str) -> tuple[str, dict[str, Any]]:
