@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install synth test lint bench clean snapshots stateful-ids diff
+.PHONY: install synth test lint bench clean snapshots stateful-ids diff cost
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -51,3 +51,9 @@ stateful-ids: install
 BASE ?= origin/main
 diff: install
 	$(VENV)/bin/mlops-ops diff --base $(BASE) --output cdk-diff.md
+
+# Monthly cost estimate of every environment from the synthesized templates, at the prices of
+# mlops_infra/pricing/<region>.toml (`$(VENV)/bin/mlops-ops cost --help`).
+cost: install
+	npx cdk synth --quiet
+	$(VENV)/bin/mlops-ops cost --assembly cdk.out

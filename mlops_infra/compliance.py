@@ -14,7 +14,14 @@ from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
 from mlops_infra.config import EnvironmentConfig
-from mlops_infra.constructs import ArtifactStorage, Database, FrontendDistribution, HttpService, MlflowServer
+from mlops_infra.constructs import (
+    ArtifactStorage,
+    Database,
+    FrontendDistribution,
+    HttpService,
+    MlflowServer,
+    Network,
+)
 from mlops_infra.stacks import CiStack, EnvironmentStacks
 
 
@@ -26,6 +33,7 @@ def enable_checks(app: App) -> None:
 def acknowledge(stacks: EnvironmentStacks, config: EnvironmentConfig) -> None:
     """Acknowledge the findings this design accepts on purpose, environment by environment."""
     _database(stacks.foundation.database, config)
+    _nat_instances(stacks.foundation.network, config)
     _replication(stacks.foundation.storage)
     _ack(
         stacks.foundation.backup.selection.node.find_child("Role"),
@@ -170,6 +178,27 @@ def _database(database: Database, config: EnvironmentConfig) -> None:
             "RDS10",
             f"{config.name} is a disposable environment: deletion protection is off so it can be torn down; "
             "removal_policy still takes a final snapshot, and production configs must enable protection.",
+        )
+
+
+def _nat_instances(network: Network, config: EnvironmentConfig) -> None:
+    """Only where network.nat = "instance" (never in production configs): each NAT instance itself."""
+    for instance in network.nat_instances:
+        resource = instance.node.default_child
+        assert resource is not None
+        _ack(
+            resource,
+            "EC28",
+            f"{config.name} routes its private subnets through a NAT instance (network.nat = instance) to save the "
+            "NAT gateway's cost; the 5-minute basic metrics (CPUUtilization, NetworkIn/Out, StatusCheckFailed) "
+            "suffice to watch it, and 1-minute detailed monitoring would add to the cost being saved.",
+        )
+        _ack(
+            resource,
+            "EC29",
+            f"{config.name} is a disposable environment: its NAT instance holds no state (iptables set up from "
+            "user data at boot) and must go away with the stack, so termination protection stays off; a terminated "
+            "instance is recreated by redeploying. Production configs must use NAT gateways (network.nat = gateway).",
         )
 
 

@@ -205,6 +205,12 @@ class NetworkSettings(_Settings):
     public_subnet_mask: Annotated[int, _between(16, 28)] = 24
     private_subnet_mask: Annotated[int, _between(16, 28)] = 20
     isolated_subnet_mask: Annotated[int, _between(16, 28)] = 24
+    # NAT for the private subnets: `nat_gateways` managed NAT gateways, or as many NAT instances (cheaper,
+    # no managed failover: production configs must use gateways).
+    nat: Literal["gateway", "instance"] = "gateway"
+    nat_instance_type: Annotated[
+        str, _matching(re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"), "an EC2 instance type such as t4g.nano")
+    ] = "t4g.nano"
 
     def subnet_masks(self) -> dict[str, int]:
         return {
@@ -657,6 +663,12 @@ def _production_problems(config: EnvironmentConfig) -> list[FieldProblem]:
             config.database.backup_retention_days,
             config.database.backup_retention_days >= 7,
             "must be at least 7 when production = true",
+        ),
+        (
+            "network.nat",
+            config.network.nat,
+            config.network.nat == "gateway",
+            "must be gateway when production = true",
         ),
         (
             "network.flow_log_traffic_type",

@@ -47,7 +47,17 @@ def test_every_acknowledgement_has_a_specific_reason(synth: Synth) -> None:
 @pytest.mark.parametrize(
     ("stack", "expected"),
     [
-        ("MlopsDevFoundation", {"AwsSolutions-RDS3", "AwsSolutions-RDS10", "AwsSolutions-RDS11", "AwsSolutions-IAM4"}),
+        (
+            "MlopsDevFoundation",
+            {
+                "AwsSolutions-RDS3",
+                "AwsSolutions-RDS10",
+                "AwsSolutions-RDS11",
+                "AwsSolutions-IAM4",
+                "AwsSolutions-EC28",
+                "AwsSolutions-EC29",
+            },
+        ),
         ("MlopsStagingFoundation", {"AwsSolutions-RDS3", "AwsSolutions-RDS11", "AwsSolutions-IAM4"}),
         ("MlopsProdFoundation", {"AwsSolutions-RDS11", "AwsSolutions-IAM5", "AwsSolutions-IAM4"}),
         ("MlopsCi", {"AwsSolutions-IAM5"}),

@@ -64,7 +64,7 @@ def test_every_taggable_resource_carries_the_configured_tags(synth: Synth, env: 
 
 @pytest.mark.parametrize(
     ("env", "zones", "nat", "traffic", "retention"),
-    [("dev", 2, 1, "REJECT", 14), ("staging", 2, 1, "ALL", 30), ("prod", 3, 3, "ALL", 90)],
+    [("dev", 2, 0, "REJECT", 14), ("staging", 2, 1, "ALL", 30), ("prod", 3, 3, "ALL", 90)],
 )
 def test_network_per_environment(synth: Synth, env: str, zones: int, nat: int, traffic: str, retention: int) -> None:
     template = synth.template(foundation(env))

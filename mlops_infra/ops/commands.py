@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from mlops_infra.ops import diff, model, service, smoke
+from mlops_infra.ops import cost, diff, model, service, smoke
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-REGISTRY: list[Register] = [diff.register, model.register, service.register, smoke.register]
+REGISTRY: list[Register] = [diff.register, model.register, service.register, smoke.register, cost.register]

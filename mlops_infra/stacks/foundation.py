@@ -41,6 +41,8 @@ class FoundationStack(Stack):
             cidr=network.cidr,
             availability_zones=config.aws.availability_zones,
             nat_gateways=network.nat_gateways,
+            nat=network.nat,
+            nat_instance_type=network.nat_instance_type,
             flow_log_traffic_type=ec2.FlowLogTrafficType[network.flow_log_traffic_type],
             flow_log_retention=retention(network.flow_log_retention_days),
             flow_log_group_name=names.flow_log_group_name(config.name),

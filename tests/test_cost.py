@@ -1,0 +1,250 @@
+"""`mlops-ops cost`: hand-computed estimates of a small template, the shipped environments' totals, and how a
+config or template change moves a total."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops_infra.config import EnvironmentConfig, load_config
+from mlops_infra.ops import cli
+from mlops_infra.ops.cost import CostFailed, EnvironmentCost, compare, cost_of, price_book
+from tests.conftest import Synth
+
+CENT = 0.01
+BOOK = price_book("us-east-1")
+
+
+def test_prices_used_by_the_hand_computations() -> None:
+    """The arithmetic below uses these prices: a price update fails here first (then update the numbers)."""
+    assert BOOK.date
+    assert "us-east-1" in BOOK.source
+    assert BOOK.hours_per_month == 730
+    assert BOOK.weekdays_per_month == 21.7
+    assert {key: BOOK.prices[key] for key in USED_PRICES} == USED_PRICES
+    assert BOOK.rds_instance_hour["db.t3.micro"] == 0.018
+    assert BOOK.ec2_instance_hour["t4g.nano"] == 0.0042
+    assert BOOK.baseline["nat_gb_per_gateway"] == 10
+    assert BOOK.baseline["alb_lcu"] == 1
+    assert BOOK.baseline["rds_daily_change_fraction"] == 0.02
+    assert BOOK.baseline["nat_instance_root_gb"] == 8
+    assert BOOK.baseline["log_gb_per_group"] == 1
+    assert BOOK.baseline["container_insights_service_month"] == 2
+    assert BOOK.left_out
+    assert any("traffic" in item for item in BOOK.left_out)
+
+
+USED_PRICES = {
+    "nat_gateway_hour": 0.045,
+    "nat_gateway_gb": 0.045,
+    "public_ipv4_hour": 0.005,
+    "ebs_gp3_gb_month": 0.08,
+    "alb_hour": 0.0225,
+    "alb_lcu_hour": 0.008,
+    "fargate_vcpu_hour": 0.04048,
+    "fargate_gb_hour": 0.004445,
+    "rds_gp3_gb_month": 0.115,
+    "rds_backup_gb_month": 0.095,
+    "kms_key_month": 1.0,
+    "secret_month": 0.4,
+    "alarm_standard_month": 0.1,
+    "alarm_high_resolution_month": 0.3,
+    "dashboard_month": 3.0,
+    "logs_ingestion_gb": 0.5,
+    "logs_storage_gb_month": 0.03,
+}
+
+
+def _metric(name: str, period: int = 60) -> dict[str, Any]:
+    return {"Id": name.lower(), "MetricStat": {"Metric": {"MetricName": name, "Namespace": "X"}, "Period": period}}
+
+
+FIXTURE: dict[str, Any] = {
+    "Resources": {
+        "Nat": {"Type": "AWS::EC2::NatGateway", "Properties": {"SubnetId": "s-1"}},
+        "NatIp": {"Type": "AWS::EC2::EIP", "Properties": {"Domain": "vpc"}},
+        "NatInstance": {
+            "Type": "AWS::EC2::Instance",
+            "Properties": {"InstanceType": "t4g.nano", "SourceDestCheck": False},
+        },
+        "OtherInstance": {"Type": "AWS::EC2::Instance", "Properties": {"InstanceType": "t4g.nano"}},  # not a NAT
+        "Alb": {"Type": "AWS::ElasticLoadBalancingV2::LoadBalancer", "Properties": {"Scheme": "internal"}},
+        "Db": {
+            "Type": "AWS::RDS::DBInstance",
+            "Properties": {
+                "DBInstanceClass": "db.t3.micro",
+                "AllocatedStorage": "20",
+                "MultiAZ": False,
+                "BackupRetentionPeriod": 7,
+                "ManageMasterUserPassword": True,
+            },
+        },
+        "Cluster": {
+            "Type": "AWS::ECS::Cluster",
+            "Properties": {"ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]},
+        },
+        "Task": {"Type": "AWS::ECS::TaskDefinition", "Properties": {"Cpu": "256", "Memory": "512"}},
+        "Service": {
+            "Type": "AWS::ECS::Service",
+            "Properties": {
+                "Cluster": {"Ref": "Cluster"},
+                "TaskDefinition": {"Ref": "Task"},
+                "DesiredCount": 2,
+                "ServiceName": "api",
+            },
+        },
+        "Endpoint": {"Type": "AWS::EC2::VPCEndpoint", "Properties": {"VpcEndpointType": "Gateway"}},  # free
+        "Key": {"Type": "AWS::KMS::Key", "Properties": {}},
+        "Secret": {"Type": "AWS::SecretsManager::Secret", "Properties": {}},
+        "Single": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"MetricName": "CPUUtilization", "Period": 60}},
+        "Math": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {"Metrics": [{"Id": "e", "Expression": "a - b"}, _metric("A"), _metric("B")]},
+        },
+        "Fast": {"Type": "AWS::CloudWatch::Alarm", "Properties": {"MetricName": "Latency", "Period": 10}},
+        "Board": {"Type": "AWS::CloudWatch::Dashboard", "Properties": {}},
+        "Logs": {"Type": "AWS::Logs::LogGroup", "Properties": {"RetentionInDays": 30}},
+    }
+}
+
+
+def _without_schedule(config: EnvironmentConfig) -> EnvironmentConfig:
+    return config.model_copy(update={"services": config.services.model_copy(update={"schedule": None})})
+
+
+@pytest.fixture(scope="module")
+def dev() -> EnvironmentConfig:
+    return load_config("dev")
+
+
+def test_fixture_template_by_hand(dev: EnvironmentConfig) -> None:
+    cost = cost_of({"MlopsDev": FIXTURE}, _without_schedule(dev))
+    expected = {
+        "NAT gateways": 730 * 0.045 + 10 * 0.045,  # 32.85 + 0.45 = 33.30
+        "NAT instances": 730 * 0.0042 + 8 * 0.08,  # 3.066 + 0.64 = 3.706
+        "Public IPv4 addresses": 2 * 730 * 0.005,  # the Elastic IP + the NAT instance's address = 7.30
+        "Load balancers": 730 * (0.0225 + 1 * 0.008),  # 22.265
+        "RDS Db": 730 * 0.018,  # 13.14
+        "RDS storage": 20 * 0.115,  # 2.30
+        "RDS backup storage": 20 * 0.02 * 7 * 0.095,  # 2.8 GB beyond the free amount = 0.266
+        "Fargate api": 2 * 730 * (0.25 * 0.04048 + 0.5 * 0.004445),  # 2 x 730 x 0.0123425 = 18.02005
+        "Container Insights": 1 * 2.00,
+        "KMS keys": 1 * 1.00,
+        "Secrets": 2 * 0.40,  # its own + the RDS-managed master password
+        "CloudWatch alarms": 3 * 0.10 + 1 * 0.30,  # Single (1) + Math (2 metrics) standard, Fast high-resolution
+        "Dashboards": 3.00,
+        "CloudWatch Logs": 1 * 0.50 + (30 * 24 / 730) * 0.03,  # 1 GB ingested + 0.9863 GB stored = 0.529589
+    }
+    assert cost.by_component() == pytest.approx(expected, abs=1e-9)
+    assert cost.total == pytest.approx(108.22664, abs=1e-5)  # the sum of the above
+    assert cost.price_date == BOOK.date
+    assert cost.left_out == BOOK.left_out
+
+
+def test_fixture_with_the_schedule_runs_the_service_217_hours(dev: EnvironmentConfig) -> None:
+    schedule = dev.services.schedule
+    assert schedule is not None
+    assert (schedule.start_hour, schedule.stop_hour) == (8, 18)
+    cost = cost_of({"MlopsDev": FIXTURE}, dev)
+    # (18 - 8) h x 21.7 weekdays = 217 h instead of 730 h
+    assert cost.by_component()["Fargate api"] == pytest.approx(2 * 217 * 0.0123425, abs=1e-9)  # 5.356645
+
+
+# The shipped config at the shipped prices; a change to the templates or the prices moves these: review the
+# report (`make cost`) and update them.
+SHIPPED_TOTALS = {"dev": 83.77, "staging": 242.08, "prod": 973.69}
+
+
+@pytest.fixture(scope="module")
+def shipped(synth: Synth) -> dict[str, EnvironmentCost]:
+    return {name: cost_of(synth.outdir, config) for name, config in synth.configs.items()}
+
+
+def test_shipped_totals(shipped: dict[str, EnvironmentCost]) -> None:
+    assert {name: cost.total for name, cost in shipped.items()} == pytest.approx(SHIPPED_TOTALS, abs=CENT)
+
+
+def test_shipped_fargate_follows_the_config(shipped: dict[str, EnvironmentCost], synth: Synth) -> None:
+    """Each environment's Fargate lines equal desired count x hours x (vCPU, GB) from its config."""
+    for name, config in synth.configs.items():
+        hours = 217 if config.services.schedule else 730
+        sizes = [config.services.backend, config.services.mlflow, config.services.inference]
+        expected = sum(
+            size.desired_count * hours * (size.cpu / 1024 * 0.04048 + size.memory_mib / 1024 * 0.004445)
+            for size in sizes
+        )
+        fargate = sum(item.monthly for item in shipped[name].items if item.component.startswith("Fargate "))
+        assert fargate == pytest.approx(expected, abs=CENT), name
+
+
+def _env_assembly(synth: Synth, title: str) -> dict[str, dict[str, Any]]:
+    return {name: copy.deepcopy(t) for name, t in synth.templates.items() if name.startswith(f"Mlops{title}")}
+
+
+def test_one_nat_gateway_less_lowers_prod_by_its_monthly_cost(
+    synth: Synth, shipped: dict[str, EnvironmentCost]
+) -> None:
+    assembly = _env_assembly(synth, "Prod")
+    resources = assembly["MlopsProdFoundation"]["Resources"]
+    gateways = [lid for lid, resource in resources.items() if resource["Type"] == "AWS::EC2::NatGateway"]
+    assert len(gateways) == synth.configs["prod"].network.nat_gateways == 3
+    del resources[gateways[-1]]
+    lower = cost_of(assembly, synth.configs["prod"])
+    assert shipped["prod"].total - lower.total == pytest.approx(730 * 0.045 + 10 * 0.045, abs=1e-6)  # 33.30
+
+
+def test_a_larger_desired_count_raises_dev_by_one_task(synth: Synth, shipped: dict[str, EnvironmentCost]) -> None:
+    assembly = _env_assembly(synth, "Dev")
+    resources = assembly["MlopsDev"]["Resources"]
+    (backend,) = [r for r in resources.values() if r["Properties"].get("ServiceName") == "mlops-backend-service"]
+    assert backend["Properties"]["DesiredCount"] == synth.configs["dev"].services.backend.desired_count == 1
+    backend["Properties"]["DesiredCount"] = 2
+    higher = cost_of(assembly, synth.configs["dev"])
+    # one more (0.25 vCPU, 0.5 GB) task for 217 h: 217 x 0.0123425 = 2.6783225
+    assert higher.total - shipped["dev"].total == pytest.approx(217 * 0.0123425, abs=1e-6)
+
+
+def test_no_schedule_runs_dev_all_month(synth: Synth, shipped: dict[str, EnvironmentCost]) -> None:
+    always = cost_of(synth.outdir, _without_schedule(synth.configs["dev"]))
+    # per hour: backend 0.0123425 + mlflow 0.024685 + inference 0.024685 = 0.0617125; (730 - 217) h more
+    assert always.total - shipped["dev"].total == pytest.approx((730 - 217) * 0.0617125, abs=1e-6)  # 31.6585125
+    snippet = compare(shipped["dev"], always)
+    assert snippet.startswith("**dev**: $83.77 -> $115.43 per month (+$31.66;")
+    assert "| Fargate mlops-backend-service | $2.68 | $9.01 | +$6.33 |" in snippet
+    assert "NAT gateways" not in snippet  # unchanged components are left out
+
+
+def test_cli_prints_one_table_per_environment(synth: Synth, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["cost", "--assembly", str(synth.outdir)]) == 0
+    out = capsys.readouterr().out
+    for name, total in SHIPPED_TOTALS.items():
+        assert f"## {name}: ${total:,.2f} per month" in out
+        assert f"| **Total** | | **${total:,.2f}** |" in out
+    assert f"price date {BOOK.date}" in out
+    assert "Left out:" in out
+    assert "beyond the stated baseline" in out
+
+
+def test_cli_text_format_and_one_environment(synth: Synth, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["cost", "--assembly", str(synth.outdir), "--env", "dev", "--format", "text"]) == 0
+    out = capsys.readouterr().out
+    assert "dev: $83.77 per month" in out
+    assert "staging" not in out
+    assert any(line.startswith("Total") and line.endswith("$83.77") for line in out.splitlines())
+
+
+def test_cli_errors_are_sentences(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["cost", "--assembly", str(tmp_path / "missing")]) == CostFailed.exit_code
+    assert "no cloud assembly folder" in capsys.readouterr().err
+    assert cli.main(["cost", "--assembly", str(tmp_path), "--env", "nosuch"]) == CostFailed.exit_code
+    assert "unknown environment 'nosuch'" in capsys.readouterr().err
+
+
+def test_an_unpriced_instance_class_is_named(dev: EnvironmentConfig) -> None:
+    template = copy.deepcopy(FIXTURE)
+    template["Resources"]["Db"]["Properties"]["DBInstanceClass"] = "db.x2g.16xlarge"
+    with pytest.raises(CostFailed, match=r"no price for db\.x2g\.16xlarge"):
+        cost_of({"MlopsDev": template}, dev)
