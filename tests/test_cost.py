@@ -12,7 +12,7 @@ import pytest
 from mlops_infra.config import EnvironmentConfig, load_config
 from mlops_infra.ops import cli
 from mlops_infra.ops.cost import CostFailed, EnvironmentCost, compare, cost_of, price_book
-from tests.conftest import Synth
+from tests.conftest import ROOT, Synth
 
 CENT = 0.01
 BOOK = price_book("us-east-1")
@@ -248,3 +248,22 @@ def test_an_unpriced_instance_class_is_named(dev: EnvironmentConfig) -> None:
     template["Resources"]["Db"]["Properties"]["DBInstanceClass"] = "db.x2g.16xlarge"
     with pytest.raises(CostFailed, match=r"no price for db\.x2g\.16xlarge"):
         cost_of({"MlopsDev": template}, dev)
+
+
+# --- in the offline PR diff -----------------------------------------------------------------
+
+
+def test_the_diff_report_shows_each_environments_monthly_change(synth: Synth, tmp_path: Path) -> None:
+    from mlops_infra.ops.diff import cost_change
+
+    config = ROOT / "config"
+    lines = cost_change(config, synth.outdir, config, synth.outdir)
+    assert lines[0] == "## Monthly cost"
+    assert any(line.startswith("**dev**: $83.77 -> $83.77 per month (+$0.00;") for line in lines)
+    assert sum(line.startswith(("**dev**", "**staging**", "**prod**")) for line in lines) == 3
+    # a base without this config (an older layout) is said so, not an error
+    (tmp_path / "config").mkdir()
+    lines = cost_change(tmp_path / "config", synth.outdir, config, synth.outdir)
+    assert "- **prod**: new or not estimable at the base; now 973.69 USD" in lines
+    # an app without a config/ folder (not this project's layout) gets no cost section
+    assert cost_change(tmp_path / "none", synth.outdir, tmp_path / "none", synth.outdir) == []

@@ -30,6 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from mlops_infra.config import ConfigError, environment_names, load_config
+from mlops_infra.ops.cost import compare as compare_costs
+from mlops_infra.ops.cost import cost_of
 from mlops_infra.ops.errors import DestructiveChange, OpsError
 
 # Resources whose replacement or deletion loses data (or, for a key, makes data unreadable).
@@ -161,9 +164,9 @@ def run(args: argparse.Namespace) -> int:
         cdk=args.cdk,
     )
     started = time.monotonic()
-    diffs, header = compute(options)
+    diffs, header, cost = compute(options)
     destructive = [(diff.name, change) for diff in diffs for change in diff.destructive]
-    report = render(diffs, header=header, destructive=destructive, allow_destroy=options.allow_destroy)
+    report = render(diffs, header=header, destructive=destructive, allow_destroy=options.allow_destroy, cost=cost)
     report += f"\n_Made by `mlops-ops diff` in {time.monotonic() - started:.1f} s._\n"
     if options.output is None:
         sys.stdout.write(report)
@@ -189,8 +192,9 @@ def run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- orchestration
 
 
-def compute(options: Options) -> tuple[list[StackDiff], str]:
-    """Synthesize both trees, compare every stack; returns the stack diffs and the report's header lines."""
+def compute(options: Options) -> tuple[list[StackDiff], str, list[str]]:
+    """Synthesize both trees, compare every stack; returns the stack diffs, the report's header lines and the
+    monthly cost change per environment (Markdown lines; none for an app without a config/ folder)."""
     toplevel, app_dir = _locate(options.repo)
     base_commit = _resolve_ref(toplevel, options.base)
     cdk = _cdk_cli(app_dir, options.cdk)
@@ -204,6 +208,7 @@ def compute(options: Options) -> tuple[list[StackDiff], str]:
                 [(f"{options.base} ({base_commit[:12]})", base_app_dir, base_out), ("working tree", app_dir, new_out)],
                 python,
             )
+            cost = cost_change(base_app_dir / "config", base_out, app_dir / "config", new_out)
         base_stacks, new_stacks = _stacks(base_out), _stacks(new_out)
         names = _select(sorted(base_stacks.keys() | new_stacks.keys()), options.stacks)
         empty = root / "empty.template.json"
@@ -223,7 +228,30 @@ def compute(options: Options) -> tuple[list[StackDiff], str]:
             diff.raw = raw
             _apply_markers(diff, parse_cdk_diff(raw))
     header = _header(toplevel, app_dir, options.base, base_commit)
-    return diffs, header
+    return diffs, header, cost
+
+
+def cost_change(base_config: Path, base_out: Path, new_config: Path, new_out: Path) -> list[str]:
+    """The monthly cost estimate of each environment before and after (`mlops-ops cost`), as Markdown lines.
+
+    The estimate informs the review; it never fails the diff: what cannot be estimated is said instead.
+    """
+    if not new_config.is_dir():
+        return []
+    lines = ["## Monthly cost", ""]
+    for name in environment_names(new_config):
+        try:
+            head = cost_of(new_out, load_config(name, new_config))
+        except (ConfigError, OpsError) as error:
+            lines.append(f"- **{name}**: no estimate ({str(error).splitlines()[0]})")
+            continue
+        try:
+            base = cost_of(base_out, load_config(name, base_config))
+        except (ConfigError, OpsError):
+            lines.append(f"- **{name}**: new or not estimable at the base; now {head.total:,.2f} {head.currency}")
+            continue
+        lines.append(compare_costs(base, head))
+    return lines
 
 
 def _locate(repo: Path) -> tuple[Path, Path]:
@@ -667,6 +695,7 @@ def render(
     header: str,
     destructive: Sequence[tuple[str, ResourceChange]],
     allow_destroy: bool,
+    cost: Sequence[str] = (),
 ) -> str:
     lines = ["# CDK diff", "", header, ""]
     if destructive:
@@ -696,6 +725,8 @@ def render(
         f"Unchanged: {', '.join(unchanged) or 'none'}. "
         "_replaced_: replaced in place (as `cdk diff` marks it) or its logical ID changed (a delete plus an add).",
     ]
+    if cost:
+        lines += ["", *cost]
     for diff in changed:
         lines += ["", *_stack_section(diff)]
     return "\n".join(lines) + "\n"
