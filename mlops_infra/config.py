@@ -430,6 +430,26 @@ class LoadBalancerSettings(_Settings):
     idle_timeout_seconds: Annotated[int, _between(1, 4000)] = 60
     deletion_protection: bool
     cloudfront_prefix_list_id: Annotated[str, _matching(re.compile(r"^pl-[0-9a-f]{8,17}$"), "a prefix list ID pl-...")]
+    # HTTPS between CloudFront and the load balancer: an ACM certificate of aws.region for origin_domain_name.
+    certificate_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/.+$")] | None = (
+        None
+    )
+    origin_domain_name: Annotated[str, Field(min_length=3, max_length=253)] | None = None
+
+    @model_validator(mode="after")
+    def _certificate_needs_domain(self) -> LoadBalancerSettings:
+        if (self.certificate_arn is None) != (self.origin_domain_name is None):
+            missing = "origin_domain_name" if self.certificate_arn else "certificate_arn"
+            _report(
+                [
+                    FieldProblem(
+                        missing,
+                        None,
+                        "certificate_arn and origin_domain_name go together (the name the certificate is for)",
+                    )
+                ]
+            )
+        return self
 
 
 class CacheSettings(_Settings):
@@ -553,6 +573,13 @@ class EnvironmentConfig(_Settings):
         problems += _subnet_problems(self.network, zones)
         if self.storage.replication and self.aws.dr_region is None:
             problems.append(FieldProblem("storage.replication", True, "needs aws.dr_region to be set"))
+        certificate = self.load_balancer.certificate_arn
+        if certificate and certificate.split(":")[3] != self.aws.region:
+            problems.append(
+                FieldProblem(
+                    "load_balancer.certificate_arn", certificate, f"must be a certificate of {self.aws.region}"
+                )
+            )
         if self.backup.copy_to_dr_region and self.aws.dr_region is None:
             problems.append(FieldProblem("backup.copy_to_dr_region", True, "needs aws.dr_region to be set"))
         if self.production:
@@ -856,6 +883,8 @@ def _join(location: list[str]) -> str:
 
 def _show(value: Any) -> str:
     """A value as it is written in TOML."""
+    if value is None:
+        return "(not set)"
     if isinstance(value, list):
         return "[" + ", ".join(_show(item) for item in value) + "]"
     if isinstance(value, bool):

@@ -526,6 +526,29 @@ MORE_CASES: list[Case] = [
         'must be one of "rolling", "canary" or "blue_green"',
     ),
     case(
+        "origin-certificate-without-domain",
+        "staging.toml",
+        replace(
+            'cloudfront_prefix_list_id = "pl-3b927c52"\n\n[cache]',
+            'cloudfront_prefix_list_id = "pl-3b927c52"\n'
+            'certificate_arn = "arn:aws:acm:us-east-1:123456789012:certificate/x"\n\n[cache]',
+        ),
+        "load_balancer.origin_domain_name = (not set)",
+        "certificate_arn and origin_domain_name go together",
+    ),
+    case(
+        "origin-certificate-of-another-region",
+        "staging.toml",
+        replace(
+            'cloudfront_prefix_list_id = "pl-3b927c52"\n\n[cache]',
+            'cloudfront_prefix_list_id = "pl-3b927c52"\n'
+            'certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/x"\n'
+            'origin_domain_name = "origin.example.com"\n\n[cache]',
+        ),
+        'load_balancer.certificate_arn = "arn:aws:acm:eu-west-1:123456789012:certificate/x"',
+        "must be a certificate of us-east-1",
+    ),
+    case(
         "domain-without-certificate",
         "prod.toml",
         replace('hosting = "s3"', 'hosting = "s3"\ndomain_name = "mlops.example.com"'),

@@ -33,6 +33,8 @@ SERVICE_REPOSITORIES = {
     "mlops-frontend-service": "mlops-frontend",
     "mlops-mlflow": "mlops-mlflow",
 }
+ORIGIN_CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/origin"
+ORIGIN_DOMAIN = "origin.mlops.example.com"
 # (pattern, replacement) on the text of config/dev.toml; each pattern must match exactly once.
 EDITS = (
     (
@@ -44,6 +46,10 @@ EDITS = (
     (r"^auth = false$", "auth = true"),
     (r"^(\[cache\]\n)enabled = false$", r"\1enabled = true"),
     (r'^deployment = "rolling".*$', 'deployment = "blue_green"'),
+    (
+        r"^(cloudfront_prefix_list_id = .*)$",
+        rf'\1\ncertificate_arn = "{ORIGIN_CERTIFICATE_ARN}"\norigin_domain_name = "{ORIGIN_DOMAIN}"',
+    ),
 )
 
 
@@ -180,7 +186,7 @@ def test_the_frontend_runs_as_an_ecs_service_behind_the_web_listener(variant: Va
     frontend = variant.listener_rule("mlops-frontend-service")
     backend = variant.listener_rule("mlops-backend-service")
     assert frontend["ListenerArn"] == backend["ListenerArn"]
-    assert listeners[frontend["ListenerArn"]["Ref"]]["Properties"]["Port"] == 80
+    assert listeners[frontend["ListenerArn"]["Ref"]]["Properties"]["Port"] == 443  # load_balancer.certificate_arn
     # /api/* is matched first (lower priority number), everything else goes to the frontend.
     assert (backend["Priority"], backend["Conditions"]) == (
         10,
@@ -300,3 +306,32 @@ def test_a_bad_image_tag_is_a_config_error(tmp_path: Path) -> None:
     assert "imageTag=bad tag!" in message
     assert IMAGE_TAG_RULE in message
     assert list(tmp_path.glob("*.template.json")) == []
+
+
+def test_cloudfront_reaches_the_load_balancer_over_https_with_a_certificate(variant: Variant) -> None:
+    resources = variant.templates[STACK]["Resources"]
+    listeners = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::ElasticLoadBalancingV2::Listener"]
+    (web,) = [listener for listener in listeners if listener["Port"] not in (5000, 8080)]
+    assert web["Port"] == 443
+    assert web["Protocol"] == "HTTPS"
+    assert web["Certificates"] == [{"CertificateArn": ORIGIN_CERTIFICATE_ARN}]
+    assert web["SslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    ingress_ports = {
+        (rule.get("SourcePrefixListId"), rule["FromPort"])
+        for r in resources.values()
+        if r["Type"] == "AWS::EC2::SecurityGroup"
+        for rule in r["Properties"].get("SecurityGroupIngress", [])
+    } | {
+        (r["Properties"].get("SourcePrefixListId"), r["Properties"]["FromPort"])
+        for r in resources.values()
+        if r["Type"] == "AWS::EC2::SecurityGroupIngress"
+    }
+    assert ("pl-3b927c52", 443) in ingress_ports
+    assert ("pl-3b927c52", 80) not in ingress_ports
+    (origin,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudFront::VpcOrigin"]
+    endpoint = origin["VpcOriginEndpointConfig"]
+    assert endpoint["OriginProtocolPolicy"] == "https-only"
+    assert endpoint["HTTPSPort"] == 443
+    distribution = next(r for r in resources.values() if r["Type"] == "AWS::CloudFront::Distribution")
+    origins = distribution["Properties"]["DistributionConfig"]["Origins"]
+    assert {o["DomainName"] for o in origins} == {ORIGIN_DOMAIN}

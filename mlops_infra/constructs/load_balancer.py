@@ -56,13 +56,24 @@ class InternalLoadBalancer(Construct):
         self.listeners: dict[int, elbv2.ApplicationListener] = {}
 
     def add_listener(
-        self, id: str, *, port: int, callers: Sequence[ec2.IPeer], description: str
+        self,
+        id: str,
+        *,
+        port: int,
+        callers: Sequence[ec2.IPeer],
+        description: str,
+        certificate: elbv2.IListenerCertificate | None = None,
     ) -> elbv2.ApplicationListener:
-        """An HTTP listener on `port` that answers 404 unless a service's rule matches; open to `callers` only."""
+        """A listener on `port` that answers 404 unless a service's rule matches; open to `callers` only.
+
+        HTTPS (TLS 1.2+, the recommended policy) with `certificate`, else HTTP.
+        """
         listener = self.load_balancer.add_listener(
             id,
             port=port,
-            protocol=elbv2.ApplicationProtocol.HTTP,
+            protocol=elbv2.ApplicationProtocol.HTTPS if certificate else elbv2.ApplicationProtocol.HTTP,
+            certificates=[certificate] if certificate else None,
+            ssl_policy=elbv2.SslPolicy.RECOMMENDED_TLS if certificate else None,
             open=False,
             default_action=elbv2.ListenerAction.fixed_response(
                 404, content_type="text/plain", message_body="Not Found"

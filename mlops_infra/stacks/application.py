@@ -46,6 +46,7 @@ from mlops_infra.stacks.foundation import FoundationStack
 MLFLOW_IMAGE_DIRECTORY = Path(__file__).resolve().parent.parent.parent / "model-registry"
 IMAGE_TAG_CONTEXT_KEY = "imageTag"
 WEB_PORT = 80  # the listener CloudFront reaches through its VPC origin
+WEB_TLS_PORT = 443  # the same, with load_balancer.certificate_arn
 BACKEND_PATHS = ("/api/*",)
 MISSING_DATA = {
     "breaching": cloudwatch.TreatMissingData.BREACHING,
@@ -85,11 +86,13 @@ class ApplicationStack(Stack):
             name=f"mlops-{config.name}",
         )
         lb = self.load_balancer
+        origin_certificate = config.load_balancer.certificate_arn
         web = lb.add_listener(
             "Web",
-            port=WEB_PORT,
+            port=WEB_TLS_PORT if origin_certificate else WEB_PORT,
             callers=[ec2.Peer.prefix_list(config.load_balancer.cloudfront_prefix_list_id)],
             description="CloudFront (VPC origin) only",
+            certificate=elbv2.ListenerCertificate.from_arn(origin_certificate) if origin_certificate else None,
         )
         mlflow_port = names.SERVICES["mlflow"][1]
         inference_port = names.SERVICES["inference"][1]
@@ -331,10 +334,15 @@ class ApplicationStack(Stack):
 
     def _build_frontend(self) -> FrontendDistribution:
         frontend = self.config.frontend
+        secure = self.config.load_balancer.certificate_arn is not None
         api_origin = origins.VpcOrigin.with_application_load_balancer(
             self.load_balancer.load_balancer,
             http_port=WEB_PORT,
-            protocol_policy=cloudfront.OriginProtocolPolicy.HTTP_ONLY,
+            https_port=WEB_TLS_PORT if secure else None,
+            protocol_policy=(
+                cloudfront.OriginProtocolPolicy.HTTPS_ONLY if secure else cloudfront.OriginProtocolPolicy.HTTP_ONLY
+            ),
+            domain_name=self.config.load_balancer.origin_domain_name,
             vpc_origin_name=f"mlops-{self.config.name}-web",
         )
         certificate = (
