@@ -27,6 +27,7 @@ from moto import mock_aws
 
 from mlops_infra.ops.cli import main
 from tests.conftest import BACKGROUND
+from tests.local_http import serving
 from tests.mlflow_server import MlflowServer, free_port
 from tests.test_ops_aws import current_task_definition, isolate_aws, make_ecs
 
@@ -301,15 +302,8 @@ class FakeServer(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def fake_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FakeServer)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(FakeServer) as url:
+        yield url
 
 
 def test_server_answering_errors(
