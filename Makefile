@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 export CDK_DISABLE_CLI_TELEMETRY := true
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 20
 
-.PHONY: install synth test lint bench clean snapshots stateful-ids diff cost
+.PHONY: install synth test lint bench clean snapshots stateful-ids diff cost deploy-local
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -35,6 +35,11 @@ test: lint
 
 bench: install
 	$(PY) bench/bench.py
+
+# Deploy MlopsDev with the real CDK CLI to a local AWS (moto server in the test process), then redeploy it with
+# a new image tag; no AWS account, no Docker (tests/test_deploy_local.py).
+deploy-local: install
+	$(PY) -m pytest tests/check_deploy_local.py -q
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
