@@ -39,7 +39,7 @@ bench: install
 # Deploy MlopsDev with the real CDK CLI to a local AWS (moto server in the test process), then redeploy it with
 # a new image tag; no AWS account, no Docker (tests/test_deploy_local.py).
 deploy-local: install
-	$(PY) -m pytest tests/check_deploy_local.py -q
+	$(PY) -m pytest tests/test_deploy_local.py -q
 
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache

@@ -9,10 +9,7 @@ is pulled from the registry (a copy of config/ with `image = "registry"`), and t
 Resource types moto does not emulate are stood in for; UNEMULATED is their reviewed list, so a new such type
 fails the test until someone decides the local deploy still proves enough.
 
-`make deploy-local` runs this module alone (about 40 s). Not yet part of `make test` (named check_*, so
-pytest does not collect it by default): alone it passed 4 runs in a row, but inside the full suite
-`test_image_tag_rolled` twice found the backend family's newest task definition still on the old tag. Fix
-that, then rename the module to test_deploy_local.py.
+`make deploy-local` runs this module alone (about 40 s); `make test` runs it with the rest.
 """
 
 from __future__ import annotations
@@ -92,9 +89,11 @@ class Deployment:
         ecs = self.server.client("ecs")
         images = {}
         for family in FAMILIES:
-            arns = ecs.list_task_definitions(familyPrefix=family, sort="DESC")["taskDefinitionArns"]
+            arns = ecs.list_task_definitions(familyPrefix=family)["taskDefinitionArns"]
             assert arns, f"no task definition of family {family}"
-            definition = ecs.describe_task_definition(taskDefinition=arns[0])["taskDefinition"]
+            # moto ignores sort=DESC: pick the highest revision (the ARN's :N suffix) explicitly.
+            newest = max(arns, key=lambda arn: int(arn.rsplit(":", 1)[1]))
+            definition = ecs.describe_task_definition(taskDefinition=newest)["taskDefinition"]
             images[family] = [container["image"] for container in definition["containerDefinitions"]]
         return images
 
