@@ -211,6 +211,9 @@ class NetworkSettings(_Settings):
     nat_instance_type: Annotated[
         str, _matching(re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"), "an EC2 instance type such as t4g.nano")
     ] = "t4g.nano"
+    # Stop the NAT instances after hours with the services (`services.schedule`): nothing in the private
+    # subnets needs the internet while the services are at 0; they start an hour before the services.
+    stop_nat_after_hours: bool = False
 
     def subnet_masks(self) -> dict[str, int]:
         return {
@@ -232,6 +235,8 @@ class DatabaseSettings(_Settings):
     deletion_protection: bool
     performance_insights: bool = True
     log_retention_days: Retention = 30
+    # Stop the instance after hours with the services (`services.schedule`); it starts an hour before them.
+    stop_after_hours: bool = False
 
     @model_validator(mode="after")
     def _versions_and_storage(self) -> DatabaseSettings:
@@ -368,6 +373,9 @@ class ServicesSettings(_Settings):
     deploy_alarm_p99_latency_ms: Annotated[int, _between(10, 60000)] = 2000
     log_retention_days: Retention = 30
     schedule: ScheduleSettings | None = None
+    # Where the tasks run: on-demand Fargate, or Fargate Spot (about 70 % cheaper; a task can be stopped with
+    # two minutes' notice and is then replaced, so production configs must use on_demand).
+    capacity: Literal["on_demand", "spot"] = "on_demand"
     backend: ServiceSize
     mlflow: ServiceSize
     inference: ServiceSize
@@ -582,6 +590,7 @@ class EnvironmentConfig(_Settings):
             )
         if self.backup.copy_to_dr_region and self.aws.dr_region is None:
             problems.append(FieldProblem("backup.copy_to_dr_region", True, "needs aws.dr_region to be set"))
+        problems += _after_hours_problems(self)
         if self.production:
             problems += _production_problems(self)
         longest = max(self.bucket_names, key=len)
@@ -658,6 +667,33 @@ def _subnet_problems(network: NetworkSettings, zones: int) -> list[FieldProblem]
     return []
 
 
+def _after_hours_problems(config: EnvironmentConfig) -> list[FieldProblem]:
+    """Stopping the database or the NAT instances follows the services' schedule, so it needs one."""
+    problems = []
+    schedule = config.services.schedule
+    if config.database.stop_after_hours and schedule is None:
+        problems.append(FieldProblem("database.stop_after_hours", True, "needs a [services.schedule] section"))
+    stops = config.database.stop_after_hours or config.network.stop_nat_after_hours
+    if stops and schedule is not None and schedule.start_hour == 0:
+        problems.append(
+            FieldProblem(
+                "services.schedule.start_hour",
+                0,
+                "must be at least 1 when the database or NAT instances stop after hours (they start an hour earlier)",
+            )
+        )
+    if config.network.stop_nat_after_hours:
+        if schedule is None:
+            problems.append(FieldProblem("network.stop_nat_after_hours", True, "needs a [services.schedule] section"))
+        if config.network.nat != "instance":
+            problems.append(
+                FieldProblem(
+                    "network.stop_nat_after_hours", True, 'needs network.nat = "instance" (NAT gateways cannot stop)'
+                )
+            )
+    return problems
+
+
 def _production_problems(config: EnvironmentConfig) -> list[FieldProblem]:
     """A config marked `production = true` may not weaken what protects production data."""
     rules: list[tuple[str, Any, bool, str]] = [
@@ -726,6 +762,12 @@ def _production_problems(config: EnvironmentConfig) -> list[FieldProblem]:
             config.services.schedule,
             config.services.schedule is None,
             "must be left out when production = true (no after-hours shutdown)",
+        ),
+        (
+            "services.capacity",
+            config.services.capacity,
+            config.services.capacity == "on_demand",
+            "must be on_demand when production = true (Fargate Spot tasks can be stopped at any time)",
         ),
     ]
     return [FieldProblem(field, value, message) for field, value, ok, message in rules if not ok]

@@ -18,13 +18,24 @@ ISSUER = "token.actions.githubusercontent.com"
 # --- backup ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("env", "days", "copied"), [("dev", 7, False), ("staging", 14, False), ("prod", 30, True)])
-def test_database_backup_plan(synth: Synth, env: str, days: int, copied: bool) -> None:
+# When: 05:00 UTC, AWS Backup's 8-hour start window; dev's database stops after hours, so it is backed up at 09:00
+# New York time (an hour after the services start), within the hour.
+WHEN = {"ScheduleExpression": "cron(0 5 * * ? *)", "ScheduleExpressionTimezone": Match.absent()}
+WHEN |= {"StartWindowMinutes": Match.absent()}
+MORNING = {"ScheduleExpression": "cron(0 9 * * ? *)", "ScheduleExpressionTimezone": "America/New_York"}
+MORNING |= {"StartWindowMinutes": 60}
+
+
+@pytest.mark.parametrize(
+    ("env", "days", "copied", "when"),
+    [("dev", 7, False, MORNING), ("staging", 14, False, WHEN), ("prod", 30, True, WHEN)],
+)
+def test_database_backup_plan(synth: Synth, env: str, days: int, copied: bool, when: dict[str, object]) -> None:
     template = synth.template(foundation(env))
     rule = Match.object_like(
         {
             "RuleName": "daily",
-            "ScheduleExpression": "cron(0 5 * * ? *)",
+            **when,
             "Lifecycle": {"DeleteAfterDays": days},
             "TargetBackupVault": {"Fn::GetAtt": [Match.string_like_regexp("^BackupVault"), "BackupVaultName"]},
             "CopyActions": [

@@ -78,8 +78,12 @@ def test_dev_values(configs: dict[str, EnvironmentConfig]) -> None:
     assert dev.database.multi_az is False
     assert dev.database.backup_retention_days == 7
     assert dev.database.deletion_protection is False
-    assert dev.database.instance_class == "db.t3.micro"
+    assert dev.database.instance_class == "db.t4g.micro"
     assert dev.storage.replication is False
+    # The after-hours savings: the database and NAT instance stop with the services, which run on Spot.
+    assert dev.database.stop_after_hours is True
+    assert dev.network.stop_nat_after_hours is True
+    assert dev.services.capacity == "spot"
     assert dev.registry.max_image_count == 20
 
 
@@ -95,6 +99,8 @@ def test_staging_values(configs: dict[str, EnvironmentConfig]) -> None:
     assert staging.database.backup_retention_days == 14
     assert staging.database.deletion_protection is True
     assert staging.storage.replication is False
+    assert (staging.database.stop_after_hours, staging.network.stop_nat_after_hours) == (False, False)
+    assert staging.services.capacity == "on_demand"
 
 
 def test_prod_values(configs: dict[str, EnvironmentConfig]) -> None:

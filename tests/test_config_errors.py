@@ -447,7 +447,7 @@ MORE_CASES: list[Case] = [
     case(
         "bad-instance-class",
         "dev.toml",
-        replace('instance_class = "db.t3.micro"', 'instance_class = "t3.micro"'),
+        replace('instance_class = "db.t4g.micro"', 'instance_class = "t3.micro"'),
         'database.instance_class = "t3.micro"',
         "must be an RDS instance class such as db.t3.micro",
     ),
@@ -493,6 +493,34 @@ MORE_CASES: list[Case] = [
         replace("[services.backend]", '[services.schedule]\ntime_zone = "UTC"\n\n[services.backend]'),
         "services.schedule = {...}",
         "must be left out when production = true",
+    ),
+    case(
+        "production-on-fargate-spot",
+        "prod.toml",
+        replace('deployment = "blue_green"', 'deployment = "blue_green"\ncapacity = "spot"'),
+        'services.capacity = "spot"',
+        "must be on_demand when production = true (Fargate Spot tasks can be stopped at any time)",
+    ),
+    case(
+        "database-stops-without-a-schedule",
+        "staging.toml",
+        replace("[storage]", "stop_after_hours = true\n\n[storage]"),
+        "database.stop_after_hours = true",
+        "needs a [services.schedule] section",
+    ),
+    case(
+        "nat-gateway-cannot-stop",
+        "dev.toml",
+        replace('nat = "instance"', 'nat = "gateway"'),
+        "network.stop_nat_after_hours = true",
+        'needs network.nat = "instance" (NAT gateways cannot stop)',
+    ),
+    case(
+        "stopped-resources-start-at-midnight",
+        "dev.toml",
+        replace("start_hour = 8", "start_hour = 0"),
+        "services.schedule.start_hour = 0",
+        "must be at least 1 when the database or NAT instances stop after hours (they start an hour earlier)",
     ),
     case(
         "fargate-memory-not-valid-for-cpu",

@@ -49,8 +49,10 @@ UNEMULATED = {
     "AWS::CloudFront::VpcOrigin",
     "AWS::CloudWatch::Alarm",
     "AWS::EC2::SecurityGroupEgress",
+    "AWS::ECS::ClusterCapacityProviderAssociations",
     "AWS::S3::BucketPolicy",
     "AWS::SNS::TopicPolicy",
+    "AWS::Scheduler::Schedule",
     "Custom::VpcRestrictDefaultSG",
 }
 

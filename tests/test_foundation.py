@@ -174,7 +174,7 @@ def test_log_key_admits_cloudwatch_logs_of_this_account_only(synth: Synth, env: 
 @pytest.mark.parametrize(
     ("env", "instance_class", "multi_az", "retention", "protection", "deletion_policy"),
     [
-        ("dev", "db.t3.micro", False, 7, False, "Snapshot"),
+        ("dev", "db.t4g.micro", False, 7, False, "Snapshot"),
         ("staging", "db.t3.small", False, 14, True, "Snapshot"),
         ("prod", "db.m6g.large", True, 30, True, "Retain"),
     ],
@@ -485,3 +485,52 @@ def test_cluster_with_container_insights(synth: Synth, env: str) -> None:
         "AWS::ECS::Cluster",
         {"ClusterName": f"mlops-{env}", "ClusterSettings": [{"Name": "containerInsights", "Value": "enabled"}]},
     )
+
+
+# --- after hours: the database and NAT instances stop with the services (dev) ---------------------------------
+
+# name -> (API at 18:00, API at 07:00, input key, what the role may do); New York time, Monday to Friday.
+AFTER_HOURS = {
+    "mlops-db-dev": ("rds:stopDBInstance", "rds:startDBInstance", "DbInstanceIdentifier", "rds:%sDBInstance"),
+    "mlops-dev-nat-1": ("ec2:stopInstances", "ec2:startInstances", "InstanceIds", "ec2:%sInstances"),
+}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_after_hours_schedules(synth: Synth, env: str) -> None:
+    schedules = synth.resources(foundation(env), "AWS::Scheduler::Schedule")
+    if env != "dev":
+        assert schedules == {}
+        return
+    by_name = {resource["Properties"]["Name"]: resource["Properties"] for resource in schedules.values()}
+    assert set(by_name) == {f"{name}-{verb}" for name in AFTER_HOURS for verb in ("stop", "start")}
+    roles = synth.resources(foundation(env), "AWS::IAM::Role")
+    policies = synth.resources(foundation(env), "AWS::IAM::Policy")
+    resources: dict[str, Any] = {}  # name -> the one resource its role may stop and start
+    for name, (stop, start, key, permission) in AFTER_HOURS.items():
+        for verb, api, hour in (("stop", stop, 18), ("start", start, 7)):
+            schedule = by_name[f"{name}-{verb}"]
+            assert schedule["ScheduleExpression"] == f"cron(0 {hour} ? * MON-FRI *)"
+            assert schedule["ScheduleExpressionTimezone"] == "America/New_York"
+            assert schedule["FlexibleTimeWindow"] == {"Mode": "OFF"}
+            assert schedule["Target"]["Arn"] == f"arn:aws:scheduler:::aws-sdk:{api}"
+            assert f'"{key}":' in str(schedule["Target"]["Input"])
+            role_id = schedule["Target"]["RoleArn"]["Fn::GetAtt"][0]
+            trust = roles[role_id]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+            assert [statement["Principal"] for statement in trust] == [{"Service": "scheduler.amazonaws.com"}]
+            assert trust[0]["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+            (policy,) = [p for p in policies.values() if p["Properties"]["Roles"] == [{"Ref": role_id}]]
+            (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+            assert sorted(statement["Action"]) == [permission % "Start", permission % "Stop"]
+            assert "*" not in str(statement["Resource"]), "only the one instance"
+            resources[name] = statement["Resource"]["Fn::Join"][1]
+    (database,) = synth.resources(foundation(env), "AWS::RDS::DBInstance")
+    assert by_name["mlops-db-dev-stop"]["Target"]["Input"] == '{"DbInstanceIdentifier":"mlops-db-dev"}'
+    assert {"Ref": database} in resources["mlops-db-dev"]
+    (nat,) = [
+        lid
+        for lid, resource in synth.resources(foundation(env), "AWS::EC2::Instance").items()
+        if resource["Properties"].get("SourceDestCheck") is False
+    ]
+    assert {"Ref": nat} in by_name["mlops-dev-nat-1-stop"]["Target"]["Input"]["Fn::Join"][1]
+    assert {"Ref": nat} in resources["mlops-dev-nat-1"]

@@ -156,9 +156,31 @@ def test_the_three_services_run_on_the_cluster_and_no_frontend_service_with_s3_h
     for resource in services:
         properties = resource["Properties"]
         assert properties["Cluster"] == {"Ref": cluster_id}
-        assert properties["LaunchType"] == "FARGATE"
         assert properties["NetworkConfiguration"]["AwsvpcConfiguration"]["AssignPublicIp"] == "DISABLED"
         assert properties["EnableExecuteCommand"] is False
+
+
+# Dev runs on Fargate Spot (services.capacity = "spot"); staging and prod on on-demand Fargate.
+@pytest.mark.parametrize(("env", "spot"), [("dev", True), ("staging", False), ("prod", False)])
+def test_capacity_per_environment(synth: Synth, env: str, spot: bool) -> None:
+    assert (synth.configs[env].services.capacity == "spot") is spot
+    associations = synth.resources(application(env), "AWS::ECS::ClusterCapacityProviderAssociations")
+    services = synth.resources(application(env), "AWS::ECS::Service")
+    cluster_id = one(synth, env, "AWS::ECS::Cluster")[0]
+    if not spot:
+        assert associations == {}
+        for resource in services.values():
+            assert resource["Properties"]["LaunchType"] == "FARGATE"
+            assert "CapacityProviderStrategy" not in resource["Properties"]
+        return
+    ((association_id, association),) = associations.items()
+    assert association["Properties"]["Cluster"] == {"Ref": cluster_id}
+    assert sorted(association["Properties"]["CapacityProviders"]) == ["FARGATE", "FARGATE_SPOT"]
+    for resource in services.values():
+        assert "LaunchType" not in resource["Properties"]
+        assert resource["Properties"]["CapacityProviderStrategy"] == [{"CapacityProvider": "FARGATE_SPOT", "Weight": 1}]
+        # Created after the association: a strategy naming a provider the cluster lacks fails the deploy.
+        assert association_id in resource["DependsOn"]
 
 
 @pytest.mark.parametrize(("env", "short"), SERVICE_CASES)

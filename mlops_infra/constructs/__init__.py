@@ -26,6 +26,7 @@ from mlops_infra.constructs.keys import DataKeys, customer_managed_key
 from mlops_infra.constructs.load_balancer import InternalLoadBalancer
 from mlops_infra.constructs.mlflow_server import MlflowServer
 from mlops_infra.constructs.network import Network
+from mlops_infra.constructs.stop_start import StopStartSchedule, StopStartTarget
 
 __all__ = [
     "AlertTopic",
@@ -51,6 +52,8 @@ __all__ = [
     "Routing",
     "Scaling",
     "ServiceMetrics",
+    "StopStartSchedule",
+    "StopStartTarget",
     "Thresholds",
     "customer_managed_key",
     "protected_vault",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, TimeZone
 from aws_cdk import aws_backup as backup
 from aws_cdk import aws_events as events
 from aws_cdk import aws_kms as kms
@@ -26,7 +26,11 @@ def protected_vault(
 
 
 class BackupPlan(Construct):
-    """A daily backup (05:00 UTC) of `resources` into a protected vault, kept `retention`, optionally copied."""
+    """A daily backup of `resources` into a protected vault, kept `retention`, optionally copied.
+
+    It starts at `hour` o'clock in `time_zone` (default 05:00 UTC), within `start_window` (AWS Backup's
+    default: 8 hours); a database that stops after hours is backed up in the morning, within an hour.
+    """
 
     def __init__(
         self,
@@ -39,6 +43,9 @@ class BackupPlan(Construct):
         retention: Duration,
         removal_policy: RemovalPolicy,
         copy_to_vault_arn: str | None = None,
+        hour: int = 5,
+        time_zone: str = "UTC",
+        start_window: Duration | None = None,
     ) -> None:
         super().__init__(scope, id)
         self.vault = protected_vault(
@@ -52,7 +59,9 @@ class BackupPlan(Construct):
         self.plan.add_rule(
             backup.BackupPlanRule(
                 rule_name="daily",
-                schedule_expression=events.Schedule.cron(hour="5", minute="0"),
+                schedule_expression=events.Schedule.cron(hour=str(hour), minute="0"),
+                schedule_expression_timezone=None if time_zone == "UTC" else TimeZone.of(time_zone),
+                start_window=start_window,
                 delete_after=retention,
                 copy_actions=copies,
             )

@@ -23,6 +23,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 Strategy = Literal["rolling", "canary", "blue_green"]
+Capacity = Literal["on_demand", "spot"]
 STRATEGIES: dict[Strategy, ecs.DeploymentStrategy] = {
     "rolling": ecs.DeploymentStrategy.ROLLING,
     "canary": ecs.DeploymentStrategy.CANARY,
@@ -104,6 +105,8 @@ class HttpServiceOptions:
     log_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN
     off_hours: OffHours | None = None
     alarm_name_prefix: str | None = None  # deployment alarms are named <prefix>-5xx and <prefix>-p99-latency
+    # "spot": Fargate Spot (the cluster must enable the Fargate capacity providers); "on_demand": Fargate.
+    capacity: Capacity = "on_demand"
 
 
 class HttpService(Construct):
@@ -193,7 +196,13 @@ class HttpService(Construct):
             if options.deployment.strategy == "canary"
             else None,
             bake_time=options.deployment.bake_time if options.deployment.strategy != "rolling" else None,
+            capacity_provider_strategies=[ecs.CapacityProviderStrategy(capacity_provider="FARGATE_SPOT", weight=1)]
+            if options.capacity == "spot"
+            else None,
         )
+        if options.capacity == "spot":
+            # After the cluster's capacity-provider association, which CloudFormation may otherwise create later.
+            self.service.node.add_dependency(options.cluster)
         self._load_balancer = options.routing.load_balancer
         self.target_group, self.alternate_target_group = self._build_routing(
             options.routing, container_port, health_check_path, options.deployment

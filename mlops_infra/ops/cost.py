@@ -3,7 +3,8 @@
 What runs is counted from the cloud assembly (`cdk synth` output): NAT gateways and NAT instances, load
 balancers, RDS instances, Fargate services, ElastiCache, interface endpoints, KMS keys, secrets, alarms,
 dashboards, CloudFront, log groups and AWS Backup plans. The config adds what templates do not say in hours:
-the after-hours schedule (services run `start_hour`..`stop_hour` on weekdays only). Prices and the usage
+the after-hours schedule (services run `start_hour`..`stop_hour` on weekdays only; a database or NAT instance
+that stops with them runs from an hour earlier). Prices and the usage
 baseline of the traffic-dependent charges come from a data file, `mlops_infra/pricing/<region>.toml`, never
 from this code; the report names its price date and what it leaves out.
 
@@ -13,8 +14,11 @@ Rules worth knowing when reading a figure:
   provisioned storage, beyond that the daily change x retention days is billed;
 - an alarm costs its price once per metric it reads: a single-metric alarm once, a metric-math alarm once per
   `MetricStat` it uses; high resolution (period < 60 s) at the high-resolution price;
-- a NAT instance is any `AWS::EC2::Instance` with `SourceDestCheck: false`; every Elastic IP, and every NAT
-  instance without one, is a public IPv4 address;
+- a NAT instance is any `AWS::EC2::Instance` with `SourceDestCheck: false`; every Elastic IP (all month), and
+  every NAT instance without one (while it runs), is a public IPv4 address;
+- a service's tasks run on Fargate Spot in the share of its capacity provider strategy's weights;
+- a load balancer's LCUs come from the baseline traffic: one new connection per request (25 a second make an
+  LCU) or the bytes processed (1 GB an hour makes an LCU), whichever is larger;
 - Container Insights is a flat amount per service of a cluster that enables it.
 """
 
@@ -39,6 +43,9 @@ Assembly = Mapping[str, Template]  # stack name -> template
 STACK_SUFFIXES = ("", "Foundation", "Dr")  # Mlops<Env>, Mlops<Env>Foundation, Mlops<Env>Dr
 DEFAULT_ASSEMBLY = "cdk.out"
 Format = Literal["markdown", "text"]
+# What one load balancer capacity unit covers (Application Load Balancer pricing): the dimensions that bind first.
+ALB_CONNECTIONS_PER_LCU_SECOND = 25
+ALB_GB_PER_LCU_HOUR = 1.0
 
 
 class CostFailed(OpsError):
@@ -232,6 +239,21 @@ def _ref(value: Any) -> str | None:
     return value["Ref"] if isinstance(value, Mapping) and isinstance(value.get("Ref"), str) else None
 
 
+def _spot_share(service: _Resource) -> float:
+    """The share of a service's tasks on Fargate Spot, by the weights of its capacity provider strategy."""
+    weights = {
+        str(item.get("CapacityProvider")): float(item.get("Weight", 0))
+        for item in service.properties.get("CapacityProviderStrategy") or []
+        if isinstance(item, Mapping)
+    }
+    total = sum(weights.values())
+    return weights.get("FARGATE_SPOT", 0.0) / total if total else 0.0
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _money(value: float) -> str:
     return f"${value:,.2f}"
 
@@ -267,6 +289,15 @@ class _Estimate:
         if schedule is None:
             return self.hours, f"{_num(self.hours)} h"
         daily = (schedule.stop_hour - schedule.start_hour) % 24
+        hours = daily * self.book.weekdays_per_month
+        return hours, f"{_num(hours)} h ({daily} h x {_num(self.book.weekdays_per_month)} weekdays)"
+
+    def stopped_after_hours(self, stops: bool) -> tuple[float, str]:
+        """Hours a month a database or NAT instance runs: all month, or from an hour before the services start."""
+        schedule = self.config.services.schedule
+        if not stops or schedule is None:
+            return self.hours, f"{_num(self.hours)} h"
+        daily = (schedule.stop_hour - schedule.start_hour + 1) % 24
         hours = daily * self.book.weekdays_per_month
         return hours, f"{_num(hours)} h ({daily} h x {_num(self.book.weekdays_per_month)} weekdays)"
 
@@ -312,15 +343,16 @@ class _Estimate:
             )
         instances = self.nat_instances()
         if instances:
+            hours, running = self.stopped_after_hours(self.config.network.stop_nat_after_hours)
             kinds: dict[str, int] = {}
             monthly = 0.0
             for instance in instances:
                 kind = instance.text("InstanceType")
                 kinds[kind] = kinds.get(kind, 0) + 1
-                disk = self.root_volume_gb(instance)
-                monthly += self.hours * book.hourly("ec2_instance_hour", kind) + disk * book.price("ebs_gp3_gb_month")
+                disk = self.root_volume_gb(instance)  # billed while stopped too
+                monthly += hours * book.hourly("ec2_instance_hour", kind) + disk * book.price("ebs_gp3_gb_month")
             described = ", ".join(f"{count} x {kind}" for kind, count in sorted(kinds.items()))
-            items.append(LineItem("NAT instances", f"{described} x {_num(self.hours)} h, with root volume", monthly))
+            items.append(LineItem("NAT instances", f"{described} x {running}, with root volume", monthly))
         return items
 
     def root_volume_gb(self, instance: _Resource) -> float:
@@ -338,25 +370,32 @@ class _Estimate:
         with_eip = {_ref(eip.properties.get("InstanceId")) for eip in eips}
         with_eip |= {_ref(a.properties.get("InstanceId")) for a in self.of_type("AWS::EC2::EIPAssociation")}
         bare = [instance for instance in self.nat_instances() if instance.logical_id not in with_eip]
-        count = len(eips) + len(bare)
-        if not count:
+        if not eips and not bare:
             return []
-        monthly = count * self.hours * self.book.price("public_ipv4_hour")
-        return [
-            LineItem("Public IPv4 addresses", f"{count} x {_num(self.hours)} h (Elastic IPs, NAT instances)", monthly)
-        ]
+        # An instance's own public address is released while it is stopped; an Elastic IP is billed all month.
+        bare_hours, running = self.stopped_after_hours(self.config.network.stop_nat_after_hours)
+        monthly = (len(eips) * self.hours + len(bare) * bare_hours) * self.book.price("public_ipv4_hour")
+        parts = [f"{_count(len(eips), 'Elastic IP')} x {_num(self.hours)} h"] if eips else []
+        parts += [f"{_count(len(bare), 'NAT instance')} x {running}"] if bare else []
+        return [LineItem("Public IPv4 addresses", " + ".join(parts), monthly)]
 
     def load_balancers(self) -> list[LineItem]:
         count = len(self.of_type("AWS::ElasticLoadBalancingV2::LoadBalancer"))
         if not count:
             return []
-        lcu = self.book.assume("alb_lcu")
+        lcu = self.load_balancer_capacity_units()
+        requests, gb = self.book.assume("alb_requests_per_month"), self.book.assume("alb_gb_per_month")
         hourly = self.book.price("alb_hour") + lcu * self.book.price("alb_lcu_hour")
-        return [
-            LineItem(
-                "Load balancers", f"{count} x {_num(self.hours)} h + {_num(lcu)} LCU each", count * hourly * self.hours
-            )
-        ]
+        quantity = f"{count} x {_num(self.hours)} h + {lcu:.3f} LCU each ({requests:,.0f} requests, {_num(gb)} GB)"
+        return [LineItem("Load balancers", quantity, count * hourly * self.hours)]
+
+    def load_balancer_capacity_units(self) -> float:
+        """Average LCUs of the baseline traffic: the larger of new connections (one per request, no keep-alive:
+        25 a second make an LCU) and bytes processed (1 GB an hour makes an LCU)."""
+        per_hour = 1 / self.hours
+        connections = self.book.assume("alb_requests_per_month") * per_hour / 3600 / ALB_CONNECTIONS_PER_LCU_SECOND
+        processed = self.book.assume("alb_gb_per_month") * per_hour / ALB_GB_PER_LCU_HOUR
+        return max(connections, processed)
 
     def endpoints(self) -> list[LineItem]:
         interface = [
@@ -383,14 +422,15 @@ class _Estimate:
             copies = 2 if db.properties.get("MultiAZ") is True or db.properties.get("MultiAZ") == "true" else 1
             az = "multi-AZ (x2)" if copies == 2 else "single-AZ"
             storage = db.number("AllocatedStorage")
+            hours, running = self.stopped_after_hours(self.config.database.stop_after_hours)
             retention = db.number("BackupRetentionPeriod", 1)
             change = book.assume("rds_daily_change_fraction")
             backup_gb = storage * change * retention  # beyond the free 100 % of provisioned storage
             items += [
                 LineItem(
                     f"RDS {db.logical_id}",
-                    f"{kind} {az} x {_num(self.hours)} h",
-                    copies * self.hours * book.hourly("rds_instance_hour", kind),
+                    f"{kind} {az} x {running}",
+                    copies * hours * book.hourly("rds_instance_hour", kind),
                 ),
                 LineItem(
                     "RDS storage",
@@ -456,9 +496,14 @@ class _Estimate:
 
     def fargate(self) -> list[LineItem]:
         hours, described = self.service_hours()
-        vcpu_price, gb_price = self.book.price("fargate_vcpu_hour"), self.book.price("fargate_gb_hour")
         items = []
         for service in self.of_type("AWS::ECS::Service"):
+            spot = _spot_share(service)
+            vcpu_price, gb_price = (
+                spot * self.book.price(f"fargate_spot_{unit}_hour")
+                + (1 - spot) * self.book.price(f"fargate_{unit}_hour")
+                for unit in ("vcpu", "gb")
+            )
             task = self.find(service.stack, _ref(service.properties.get("TaskDefinition")))
             if task is None:
                 raise CostFailed(f"{service.stack}/{service.logical_id}: its task definition is not in the template")
@@ -469,7 +514,8 @@ class _Estimate:
             items.append(
                 LineItem(
                     f"Fargate {name if isinstance(name, str) else service.logical_id}",
-                    f"{_num(count)} x ({_num(vcpu)} vCPU, {_num(gb)} GB) x {described}",
+                    f"{_num(count)} x ({_num(vcpu)} vCPU, {_num(gb)} GB) x {described}"
+                    + (" on Fargate Spot" if spot == 1 else f", {spot:.0%} on Fargate Spot" if spot else ""),
                     monthly,
                 )
             )

@@ -73,6 +73,7 @@ class ApplicationStack(Stack):
             cluster_name=names.cluster_name(config.name),
             vpc=vpc,
             container_insights_v2=ecs.ContainerInsights.ENABLED,
+            enable_fargate_capacity_providers=config.services.capacity == "spot",
         )
         self.edge_logs = self._build_edge_logs()
         self.load_balancer = InternalLoadBalancer(
@@ -289,6 +290,7 @@ class ApplicationStack(Stack):
             log_removal_policy=stateful_removal_policy(config),
             off_hours=OffHours(schedule.time_zone, schedule.stop_hour, schedule.start_hour) if schedule else None,
             alarm_name_prefix=names.deployment_alarm_prefix(config.name, short_name),
+            capacity=services.capacity,
         )
 
     def _wire_network(self, mlflow_port: int, inference_port: int) -> None:

@@ -23,6 +23,8 @@ from mlops_infra.constructs import (
     DataKeys,
     Network,
     ReplicationDestination,
+    StopStartSchedule,
+    StopStartTarget,
 )
 from mlops_infra.stacks.common import database_removal_policy, retention, stateful_removal_policy
 
@@ -79,6 +81,12 @@ class FoundationStack(Stack):
             max_image_count=config.registry.max_image_count,
             untagged_expiry_days=config.registry.untagged_expiry_days,
         )
+        self.after_hours = self._stop_after_hours(config)
+        schedule = config.services.schedule
+        hour, time_zone, start_window = 5, "UTC", None  # 05:00 UTC within AWS Backup's default 8 hours
+        if config.database.stop_after_hours and schedule is not None:
+            # Back the database up while it runs: an hour after the services start, within the hour.
+            hour, time_zone, start_window = (schedule.start_hour + 1) % 24, schedule.time_zone, Duration.hours(1)
         self.backup = BackupPlan(
             self,
             "Backup",
@@ -88,6 +96,9 @@ class FoundationStack(Stack):
             retention=Duration.days(config.backup.retention_days),
             removal_policy=stateful,
             copy_to_vault_arn=self._dr_vault_arn(config) if config.backup.copy_to_dr_region else None,
+            hour=hour,
+            time_zone=time_zone,
+            start_window=start_window,
         )
         storage = config.storage
         replication = None
@@ -110,6 +121,35 @@ class FoundationStack(Stack):
             removal_policy=stateful,
             replication=replication,
         )
+
+    def _stop_after_hours(self, config: EnvironmentConfig) -> list[StopStartSchedule]:
+        """The database and NAT instances stop with the services and start an hour before them, where asked."""
+        schedule = config.services.schedule
+        if schedule is None:
+            return []
+        found: list[tuple[str, str, StopStartTarget]] = []
+        if config.database.stop_after_hours:
+            instance = self.database.instance
+            identifier = names.database_identifier(config.name)
+            found.append(
+                ("DatabaseAfterHours", identifier, StopStartTarget.rds_instance(identifier, instance.instance_arn))
+            )
+        if config.network.stop_nat_after_hours:
+            for index, nat in enumerate(self.network.nat_instances, start=1):
+                target = StopStartTarget.ec2_instance(self, nat.instance_id)
+                found.append((f"NatInstance{index}AfterHours", f"mlops-{config.name}-nat-{index}", target))
+        return [
+            StopStartSchedule(
+                self,
+                id,
+                name=name,
+                target=target,
+                time_zone=schedule.time_zone,
+                stop_hour=schedule.stop_hour,
+                start_hour=schedule.start_hour - 1,  # config: start_hour >= 1 when anything stops
+            )
+            for id, name, target in found
+        ]
 
     def _dr_vault_arn(self, config: EnvironmentConfig) -> str:
         """The DR-region vault (stack Mlops<Env>Dr), by name: no cross-region reference needed."""
