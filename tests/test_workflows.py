@@ -37,7 +37,7 @@ ROLES = {
 SHA_PIN = re.compile(r"^(?P<action>[\w.-]+/[\w./-]+)@(?P<sha>[0-9a-f]{40})$")
 USES_LINE = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>\S+)(?P<comment>.*)$")
 MARKER = "<!-- mlops-infra-diff -->"
-# What the workflows validate image_tag against (the app's IMAGE_TAG_PATTERN, mlops_infra/config.py).
+# What the workflows validate image_tag against (the app's IMAGE_TAG_PATTERN, mlops_infra/config/models.py).
 TAG_REGEX = "^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
 
 Workflow = dict[str, Any]
