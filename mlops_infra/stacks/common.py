@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from aws_cdk import Environment, RemovalPolicy
 from aws_cdk import aws_logs as logs
 
@@ -16,6 +18,26 @@ def database_removal_policy(config: EnvironmentConfig) -> RemovalPolicy:
 def stateful_removal_policy(config: EnvironmentConfig) -> RemovalPolicy:
     """Buckets, keys and log groups cannot be snapshotted: `snapshot` keeps them (RETAIN)."""
     return RemovalPolicy.DESTROY if config.removal_policy == "destroy" else RemovalPolicy.RETAIN
+
+
+class StorageLifecycle(TypedDict):
+    """The lifecycle keyword arguments of `ArtifactStorage`."""
+
+    noncurrent_transition_days: int
+    noncurrent_expiration_days: int
+    abort_incomplete_multipart_days: int
+    access_log_expiration_days: int
+
+
+def storage_lifecycle(config: EnvironmentConfig) -> StorageLifecycle:
+    """The models bucket's lifecycle from config, for the bucket and its DR replica alike."""
+    storage = config.storage
+    return StorageLifecycle(
+        noncurrent_transition_days=storage.noncurrent_transition_days,
+        noncurrent_expiration_days=storage.noncurrent_expiration_days,
+        abort_incomplete_multipart_days=storage.abort_incomplete_multipart_days,
+        access_log_expiration_days=storage.access_log_expiration_days,
+    )
 
 
 _RETENTION_BY_DAYS = {

@@ -10,7 +10,7 @@ from constructs import Construct
 from mlops_infra import names
 from mlops_infra.config import EnvironmentConfig
 from mlops_infra.constructs import ArtifactStorage, customer_managed_key, protected_vault
-from mlops_infra.stacks.common import stateful_removal_policy
+from mlops_infra.stacks.common import stateful_removal_policy, storage_lifecycle
 
 
 class DisasterRecoveryStack(Stack):
@@ -31,18 +31,14 @@ class DisasterRecoveryStack(Stack):
                 description="Objects of the models bucket's replica",
                 removal_policy=stateful,
             )
-            storage = config.storage
             self.replica = ArtifactStorage(
                 self,
                 "ModelReplica",
                 bucket_name=config.models_replica_bucket_name,
                 access_logs_bucket_name=config.replica_access_logs_bucket_name,
                 encryption_key=self.storage_key,
-                noncurrent_transition_days=storage.noncurrent_transition_days,
-                noncurrent_expiration_days=storage.noncurrent_expiration_days,
-                abort_incomplete_multipart_days=storage.abort_incomplete_multipart_days,
-                access_log_expiration_days=storage.access_log_expiration_days,
                 removal_policy=stateful,
+                **storage_lifecycle(config),
             )
         if config.backup.copy_to_dr_region:
             self.backup_key = customer_managed_key(

@@ -26,7 +26,7 @@ from mlops_infra.constructs import (
     StopStartSchedule,
     StopStartTarget,
 )
-from mlops_infra.stacks.common import database_removal_policy, retention, stateful_removal_policy
+from mlops_infra.stacks.common import database_removal_policy, retention, stateful_removal_policy, storage_lifecycle
 
 
 class FoundationStack(Stack):
@@ -114,12 +114,9 @@ class FoundationStack(Stack):
             bucket_name=config.models_bucket_name,
             access_logs_bucket_name=config.access_logs_bucket_name,
             encryption_key=self.keys.storage,
-            noncurrent_transition_days=storage.noncurrent_transition_days,
-            noncurrent_expiration_days=storage.noncurrent_expiration_days,
-            abort_incomplete_multipart_days=storage.abort_incomplete_multipart_days,
-            access_log_expiration_days=storage.access_log_expiration_days,
             removal_policy=stateful,
             replication=replication,
+            **storage_lifecycle(config),
         )
 
     def _stop_after_hours(self, config: EnvironmentConfig) -> list[StopStartSchedule]:
