@@ -36,8 +36,8 @@ test: lint
 bench: install
 	$(PY) bench/bench.py
 
-# Deploy MlopsDev with the real CDK CLI to a local AWS (moto server in the test process), then redeploy it with
-# a new image tag; no AWS account, no Docker (tests/test_deploy_local.py).
+# Deploy MlopsDev with the real CDK CLI to a local AWS (a moto server in a background process, tests/local_deploy.py),
+# then redeploy it with a new image tag; no AWS account, no Docker (tests/test_deploy_local.py, about 25 s alone).
 deploy-local: install
 	$(PY) -m pytest tests/test_deploy_local.py -q
 

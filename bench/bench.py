@@ -4,11 +4,13 @@
 Measures, as medians of `--runs` runs, wall-clock and CPU time (user + sys of the command and its children):
   * the floor: an empty CDK app (one empty Stack, same cdk.json context) synthesized by the CLI, validation off;
   * the full synth as a user runs it: `cdk synth --quiet` in the repository root;
-  * the whole test suite (`--skip-tests` skips it).
+  * the whole test suite (`--skip-tests` skips it and its breakdown).
 Then, once each, where the synth's time goes: an in-process profile (import / construction / `app.synth()`), the
 same with cdk-nag disabled, and the CLI synth with CDK's built-in CloudFormation validation turned on; and where
 the test suite's time goes: cfn-lint alone over the full synth's templates, one bad-config run of `python app.py`
-(times the number of such runs the suite makes) and the in-process synth, against the machine's cores.
+(times the number of such runs the suite makes) and the in-process synth, against the machine's cores; and the
+suite split up: the local deploy check alone (`make deploy-local`), the local MLflow server's start-up alone, and
+the rest of the suite (without the deploy check, whose background process then never starts).
 
 Prints a plain-text table and writes the same numbers to bench/results/latest.json (git-ignored).
 """
@@ -36,6 +38,7 @@ PYTHON = ROOT / ".venv" / "bin" / "python"
 CFN_LINT = ROOT / ".venv" / "bin" / "cfn-lint"
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 RESULTS = ROOT / "bench" / "results" / "latest.json"
+DEPLOY_CHECK = ROOT / "tests" / "test_deploy_local.py"
 FULL_OVER_FLOOR_TARGET = 5.0
 TESTS_OVER_FULL_TARGET = 1.5
 # The bad-config run: one value out of range in a copy of config/*.toml; app.py must exit 2 before importing the CDK.
@@ -177,10 +180,42 @@ def full_synth_once(outdir: Path, **env: str) -> Sample:
     return run(cmd, cwd=ROOT, env=bench_env(**env))
 
 
-def tests_once() -> Sample:
-    """One run of the whole test suite; a failing suite is timed, not fatal."""
-    cmd: list[str | Path] = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+def tests_once(*args: str) -> Sample:
+    """One run of the test suite (or of what `args` select); a failing suite is timed, not fatal."""
+    cmd: list[str | Path] = [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
     return run(cmd, cwd=ROOT, env=bench_env(), allow_failure=True)
+
+
+def mlflow_start_once(workdir: Path) -> Sample:
+    """Start the tests' local MLflow server (tests/mlflow_server.py) until /health answers, then stop it.
+
+    Wall: from the start to healthy. CPU: the server's processes until stopped right after (its start-up).
+    """
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.mlflow_server import MlflowServerProcess
+
+    cpu_start = children_cpu()
+    server = MlflowServerProcess(workdir)
+    try:
+        ready = server.wait()
+    except RuntimeError as error:
+        print(f"bench: the MLflow server did not start: {error}", file=sys.stderr)
+        server.stop()
+        return Sample(wall=0.0, cpu=children_cpu() - cpu_start, returncode=1, ok=False)
+    server.stop()
+    return Sample(wall=ready.start_seconds, cpu=children_cpu() - cpu_start, returncode=0, ok=True)
+
+
+def suite_parts(workdir: Path) -> dict[str, Sample]:
+    """Once each: the local deploy check alone, the MLflow server's start-up alone, the suite without the check."""
+    print("bench: local deploy check alone (pytest tests/test_deploy_local.py) x1 ...", file=sys.stderr)
+    deploy = tests_once(str(DEPLOY_CHECK))
+    print("bench: the local MLflow server's start-up x1 ...", file=sys.stderr)
+    mlflow = mlflow_start_once(workdir / "mlflow-server")
+    print("bench: the test suite without the deploy check x1 ...", file=sys.stderr)
+    rest = tests_once("--ignore", str(DEPLOY_CHECK))
+    return {"local_deploy_check": deploy, "mlflow_server_start": mlflow, "rest": rest}
 
 
 def cfn_lint_once(outdir: Path) -> Sample:
@@ -298,9 +333,12 @@ def collect(runs: int, skip_tests: bool) -> dict[str, Any]:
         bad_dir.mkdir()
         bad_config = bad_config_once(bad_dir)
     tests = None
+    parts: dict[str, Sample] | None = None
     if not skip_tests:
         print(f"bench: test suite x{runs} ...", file=sys.stderr)
         tests = repeat(runs, tests_once)
+        with tempfile.TemporaryDirectory(prefix="bench-") as tmp_name:
+            parts = suite_parts(Path(tmp_name))
     print("bench: in-process profile, with and without cdk-nag ...", file=sys.stderr)
     with_nag = profile_in_child(nag=True)
     without_nag = profile_in_child(nag=False)
@@ -329,6 +367,21 @@ def collect(runs: int, skip_tests: bool) -> dict[str, Any]:
             "cli_full_synth_with_builtin_validation_s": round(validated.wall, 3),
         },
         "test_suite_work": suite_work_json(lint, len(resources), bad_config, app_py_runs, with_nag),
+        "test_suite_parts": None if tests is None or parts is None else suite_parts_json(tests, parts),
+    }
+
+
+def suite_parts_json(tests: Timing, parts: dict[str, Sample]) -> dict[str, Any]:
+    """The suite split up (single runs), and how much of the deploy check the whole suite hides behind the rest.
+
+    The deploy check runs in a background process from the start of the session, so in the whole suite it costs
+    about its CPU, not its wall time: hidden = (rest + deploy check alone) - whole suite (median).
+    """
+    deploy, rest = parts["local_deploy_check"], parts["rest"]
+    return {
+        **{name: sample_json(sample) for name, sample in parts.items()},
+        "whole_suite_median_s": round(tests.median, 3),
+        "deploy_check_hidden_s": round(rest.wall + deploy.wall - tests.median, 3),
     }
 
 
@@ -430,7 +483,8 @@ def report(results: dict[str, Any]) -> str:
             continue
         verdict = "PASS" if item["pass"] else "MISS"
         lines.append(f"  {label:<50}{item['value']:>9.2f}x   target <= {item['target']}x  {verdict}")
-    lines += ["", *breakdown_lines(results), "", *suite_work_lines(results), "", *resource_lines(results)]
+    lines += ["", *breakdown_lines(results), "", *suite_work_lines(results), "", *suite_parts_lines(results)]
+    lines += ["", *resource_lines(results)]
     return "\n".join(lines)
 
 
@@ -496,6 +550,29 @@ def suite_work_lines(results: dict[str, Any]) -> list[str]:
             f"  WARNING: the bad-config run exited {bad['exit_code']}, not {BAD_CONFIG_EXIT}; (b) is not a config error"
         )
     return lines
+
+
+def suite_parts_lines(results: dict[str, Any]) -> list[str]:
+    """The test suite split up: the deploy check alone, the MLflow server's start-up, the rest."""
+    parts = results.get("test_suite_parts")
+    if parts is None:
+        return ["the test suite split up: skipped (--skip-tests)"]
+    deploy, mlflow, rest = parts["local_deploy_check"], parts["mlflow_server_start"], parts["rest"]
+    return [
+        "the test suite split up (single runs; CPU = user + sys of the process and its children)",
+        f"  {'part':<50}{'wall s':>10}{'CPU s':>10}",
+        work_line(
+            f"whole suite (pytest -q), median{'' if results['test_suite_s']['ok'] else ' (tests failed)'}",
+            parts["whole_suite_median_s"],
+            results["test_suite_s"]["cpu_median"],
+        ),
+        work_line(f"local deploy check alone (make deploy-local){failed(deploy)}", deploy["wall_s"], deploy["cpu_s"]),
+        work_line(f"local MLflow server start-up, until healthy{failed(mlflow)}", mlflow["wall_s"], mlflow["cpu_s"]),
+        work_line(f"the rest: suite without the deploy check{failed(rest)}", rest["wall_s"], rest["cpu_s"]),
+        f"  {'deploy check hidden (rest + alone - whole)':<50}{parts['deploy_check_hidden_s']:>10.2f}",
+        "  (the deploy check and the MLflow server start in background processes with the session and overlap the",
+        "   rest; the MLflow start-up is part of the rest)",
+    ]
 
 
 def work_line(label: str, wall: float, cpu: float) -> str:

@@ -46,11 +46,18 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group (the server and its workers), SIGKILL it after a grace period."""
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group (the server and its workers)."""
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
+
+
+def _stop(process: subprocess.Popen[bytes], *, terminated: bool = False) -> None:
+    """SIGTERM the server's process group (unless `terminated` already), SIGKILL it after a grace period."""
+    if process.poll() is None:
+        if not terminated:
+            _terminate(process)
         try:
             process.wait(timeout=STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
@@ -71,7 +78,8 @@ class MlflowServerProcess:
         self.url = f"http://127.0.0.1:{port}"
         self.database = folder / "mlflow.db"
         self.log_path = folder / "server.log"
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        # No telemetry: the server starts before pytest marks the session as a test run, which would turn it off.
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true"}
         env.pop("MLFLOW_TRACKING_URI", None)
         command = [
             sys.executable,
@@ -95,6 +103,7 @@ class MlflowServerProcess:
                 command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         self._ready: MlflowServer | None = None
+        self._terminated = False
 
     def wait(self) -> MlflowServer:
         """Block until /health answers (at most START_DEADLINE_SECONDS after the start); raise if it never does."""
@@ -115,8 +124,13 @@ class MlflowServerProcess:
         self._ready = MlflowServer(url=self.url, database=self.database, start_seconds=time.monotonic() - self.started)
         return self._ready
 
+    def terminate(self) -> None:
+        """Start stopping it (SIGTERM), without waiting: stop() waits."""
+        _terminate(self.process)
+        self._terminated = True
+
     def stop(self) -> None:
-        _stop(self.process)
+        _stop(self.process, terminated=self._terminated)
 
 
 @contextlib.contextmanager

@@ -1,11 +1,14 @@
-"""A local AWS for deploying with the real CDK CLI: moto's server in this process, a custom-resource answerer, and a
-runner for CLI commands that keeps their output and never leaves a process behind.
+"""A local AWS for deploying with the real CDK CLI: moto's server, a custom-resource answerer, and a runner for CLI
+commands that keeps their output and never leaves a process behind.
 
+The server runs in a process of its own (tests/local_deploy.py, with the watcher and the CLI commands): moto's
+state is process-wide, and the `mock_aws` tests of the session reset it. The tests talk to it through `LocalAws`.
 Used by tests/test_deploy_local.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,7 +17,7 @@ import subprocess
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,48 +31,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class MotoServer:
-    """moto's threaded server on localhost, with tests/moto_patches.py applied while it runs.
+class LocalAws:
+    """A moto server by its endpoint, and boto3 clients for it (fake credentials)."""
 
-    MOTO_PORT is set while it runs: moto builds the custom resources' ResponseURL from it.
-    """
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.endpoint = f"http://localhost:{self.port}"  # localhost, not 127.0.0.1: the URLs moto makes use it
-        self._server: Any = None
-        self._patches: Any = None
-        self._previous_moto_port: str | None = None
-
-    def start(self) -> None:
-        from moto.server import ThreadedMotoServer
-
-        from tests import moto_patches
-
-        self._previous_moto_port = os.environ.get("MOTO_PORT")
-        os.environ["MOTO_PORT"] = str(self.port)
-        self._patches = moto_patches.applied()
-        self._patches.__enter__()
-        self._server = ThreadedMotoServer(ip_address="localhost", port=self.port, verbose=False)
-        self._server.start()
-
-    def stop(self) -> None:
-        try:
-            if self._server is not None:
-                try:  # forget every resource, so later mock_aws tests of the session start clean
-                    request = urllib.request.Request(f"{self.endpoint}/moto-api/reset", method="POST")
-                    urllib.request.urlopen(request, timeout=10).read()
-                finally:
-                    self._server.stop()
-                    self._server = None
-        finally:
-            if self._patches is not None:
-                self._patches.__exit__(None, None, None)
-                self._patches = None
-            if self._previous_moto_port is None:
-                os.environ.pop("MOTO_PORT", None)
-            else:
-                os.environ["MOTO_PORT"] = self._previous_moto_port
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
 
     def client(self, service: str) -> Any:
         import boto3
@@ -83,11 +49,87 @@ class MotoServer:
         )
 
 
+# The CloudFormation operations that create, update or delete a stack's resources (one request each in moto).
+STACK_OPERATIONS = ("create_stack", "update_stack", "execute_change_set", "delete_stack")
+
+
+class MotoServer(LocalAws):
+    """moto's threaded server on localhost, in this process, with tests/moto_patches.py applied while it runs.
+
+    MOTO_PORT is set while it runs: moto builds the custom resources' ResponseURL from it. `stack_operations` is
+    held by every request of STACK_OPERATIONS, so the watcher (in this process too) can wait for one to finish:
+    moto creates a stack's resources lazily and not thread-safely, and an answer that comes while it is still
+    creating them is lost (the stack stays in progress) or creates resources twice.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        # localhost, not 127.0.0.1: the URLs moto makes use it
+        super().__init__(f"http://localhost:{self.port}")
+        self.stack_operations = threading.Lock()
+        self._server: Any = None
+        self._patches: Any = None
+        self._serialized: dict[str, Any] = {}
+        self._previous_moto_port: str | None = None
+
+    def start(self) -> None:
+        from moto.cloudformation.models import CloudFormationBackend
+        from moto.server import ThreadedMotoServer
+
+        from tests import moto_patches
+
+        self._previous_moto_port = os.environ.get("MOTO_PORT")
+        os.environ["MOTO_PORT"] = str(self.port)
+        self._patches = moto_patches.applied()
+        self._patches.__enter__()
+        for name in STACK_OPERATIONS:
+            self._serialized[name] = original = vars(CloudFormationBackend)[name]
+            setattr(CloudFormationBackend, name, self._holding_the_lock(original))
+        self._server = ThreadedMotoServer(ip_address="localhost", port=self.port, verbose=False)
+        self._server.start()
+
+    def _holding_the_lock(self, operation: Any) -> Any:
+        def serialized(backend: Any, *args: Any, **kwargs: Any) -> Any:
+            with self.stack_operations:
+                return operation(backend, *args, **kwargs)
+
+        return serialized
+
+    def stop(self) -> None:
+        try:
+            if self._server is not None:
+                self._server.stop()
+                self._server = None
+        finally:
+            if self._serialized:
+                from moto.cloudformation.models import CloudFormationBackend
+
+                for name, original in self._serialized.items():
+                    setattr(CloudFormationBackend, name, original)
+                self._serialized = {}
+            if self._patches is not None:
+                self._patches.__exit__(None, None, None)
+                self._patches = None
+            if self._previous_moto_port is None:
+                os.environ.pop("MOTO_PORT", None)
+            else:
+                os.environ["MOTO_PORT"] = self._previous_moto_port
+
+
+@dataclass
+class WatcherLog:
+    """What the custom-resource watcher answered, and the errors of its polls."""
+
+    answered: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
 @dataclass
 class CustomResourceWatcher:
     """Answers SUCCESS for every custom resource of a stack in progress: moto cannot run their Lambdas (no Docker).
 
-    A daemon thread polls every `interval` seconds until `stop()`; what it answered and any error are kept.
+    A daemon thread polls every `interval` seconds until `stop()`, never while the server runs a stack operation;
+    what it answered and any error are kept.
     """
 
     server: MotoServer
@@ -112,7 +154,8 @@ class CustomResourceWatcher:
         done: set[tuple[str, str, str]] = set()
         while not self._stop.is_set():
             try:
-                self._answer(cloudformation, done)
+                with self.server.stack_operations:
+                    self._answer(cloudformation, done)
             except Exception as error:  # kept for the failure message; the next poll tries again
                 if not self._stop.is_set():
                     self.errors.append(repr(error))
@@ -157,9 +200,17 @@ class CliRun:
         status = "timed out" if self.returncode is None else f"exit {self.returncode}"
         return f"$ {' '.join(self.args)}\n({status} after {self.seconds:.1f} s)\n{self.output}"
 
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CliRun:
+        return cls(**data)
+
 
 def run_cli(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> CliRun:
-    """Run a command in its own process group; on timeout kill that group (the CLI and the app it started)."""
+    """Run a command in its own process group; on timeout, or if this process is stopped meanwhile (SystemExit,
+    KeyboardInterrupt), kill that group (the CLI and the app it started)."""
     started = time.monotonic()
     process = subprocess.Popen(
         args,
@@ -178,10 +229,15 @@ def run_cli(args: list[str], *, cwd: Path, env: dict[str, str], timeout: float) 
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
         returncode = None
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
     return CliRun(args=args, returncode=returncode, output=output, seconds=time.monotonic() - started)
 
 
-def cli_env(server: MotoServer, **extra: str) -> dict[str, str]:
+def cli_env(server: LocalAws, **extra: str) -> dict[str, str]:
     """The environment of a CDK CLI run against the local AWS: fake credentials, nothing of the caller's AWS setup."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "CDK_"))}
     env.update(

@@ -9,7 +9,10 @@ is pulled from the registry (a copy of config/ with `image = "registry"`), and t
 Resource types moto does not emulate are stood in for; UNEMULATED is their reviewed list, so a new such type
 fails the test until someone decides the local deploy still proves enough.
 
-`make deploy-local` runs this module alone (about 40 s); `make test` runs it with the rest.
+The CLI commands (`deploy_chain`) run in a background process with the moto server (tests/local_deploy.py),
+started with the test session, so they overlap the other tests; the `deployment` fixture waits for its report,
+then the tests query the server. `make deploy-local` runs this module alone (about 25 s); `make test` runs it
+with the rest, last.
 """
 
 from __future__ import annotations
@@ -17,20 +20,25 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-import time
-from collections.abc import Iterator
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.moto_harness import ACCOUNT, REGION, CliRun, CustomResourceWatcher, MotoServer, cli_env, run_cli
+from tests.conftest import BACKGROUND
+from tests.moto_harness import ACCOUNT, REGION, CliRun, LocalAws, WatcherLog, cli_env, run_cli
 from tests.moto_patches import STUBS, unemulated_types
+
+pytestmark = pytest.mark.background  # the fixture waits on the background deploy: run these tests last
 
 ROOT = Path(__file__).resolve().parent.parent
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
-TIMEOUT = 150  # seconds, per CLI command (measured: bootstrap ~13 s, deploy ~15 s, redeploy ~10 s)
+TIMEOUT = 150  # seconds, per CLI command (measured: bootstrap ~2 s, deploy ~12 s, redeploy ~5 s)
+BROKEN_TIMEOUT = 90  # seconds, the deploy of BROKEN_APP
+# The whole chain, from the start of the background process (its moto server starts in about 2 s).
+CHAIN_TIMEOUT = 60 + 3 * TIMEOUT + BROKEN_TIMEOUT
 NEW_TAG = "abc1234"
 FAMILIES = ("mlops-backend-service", "mlops-mlflow", "mlops-inference")
 
@@ -59,12 +67,15 @@ UNEMULATED = {
 
 @dataclass
 class Deployment:
-    server: MotoServer
+    server: LocalAws
     outdir: Path
-    env: dict[str, str]
-    watcher: CustomResourceWatcher
+    watcher: WatcherLog
+    env: dict[str, str] = field(default_factory=dict)
     runs: list[CliRun] = field(default_factory=list)
     images_before_update: dict[str, list[str]] = field(default_factory=dict)
+    stub_types: list[str] = field(default_factory=list)  # of STUBS after the redeploy (in the background process)
+    broken: CliRun | None = None  # the deploy of BROKEN_APP
+    error: str | None = None  # why the chain stopped early
 
     def log(self) -> str:
         runs = "\n\n".join(run.describe() for run in self.runs)
@@ -75,8 +86,8 @@ class Deployment:
         self.runs.append(run)
         return run
 
-    def must(self, *args: str) -> CliRun:
-        run = self.cli(*args)
+    def must(self, *args: str, cwd: Path = ROOT) -> CliRun:
+        run = self.cli(*args, cwd=cwd)
         assert run.returncode == 0, f"CDK CLI failed\n{self.log()}"
         return run
 
@@ -99,6 +110,33 @@ class Deployment:
             images[family] = [container["image"] for container in definition["containerDefinitions"]]
         return images
 
+    def report(self) -> dict[str, Any]:
+        """What the background process sends the test session (JSON)."""
+        return {
+            "endpoint": self.server.endpoint,
+            "outdir": str(self.outdir),
+            "watcher": {"answered": self.watcher.answered, "errors": self.watcher.errors},
+            "runs": [run.to_json() for run in self.runs],
+            "images_before_update": self.images_before_update,
+            "stub_types": self.stub_types,
+            "broken": None if self.broken is None else self.broken.to_json(),
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_report(cls, report: dict[str, Any]) -> Deployment:
+        broken = report["broken"]
+        return cls(
+            server=LocalAws(report["endpoint"]),
+            outdir=Path(report["outdir"]),
+            watcher=WatcherLog(**report["watcher"]),
+            runs=[CliRun.from_json(run) for run in report["runs"]],
+            images_before_update=report["images_before_update"],
+            stub_types=report["stub_types"],
+            broken=None if broken is None else CliRun.from_json(broken),
+            error=report["error"],
+        )
+
 
 def _registry_config(folder: Path) -> Path:
     """A copy of config/ whose dev environment pulls the MLflow image from ECR instead of building it (no Docker)."""
@@ -112,35 +150,41 @@ def _registry_config(folder: Path) -> Path:
     return config
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
-    """moto server + watcher, bootstrap, deploy MlopsDev (and its foundation), redeploy with imageTag=NEW_TAG."""
-    assert CDK.is_file(), f"{CDK} missing: run `make install` (npm ci)"
-    folder = tmp_path_factory.mktemp("deploy-local")
-    server = MotoServer()
-    server.start()
+def deploy_chain(server: LocalAws, watcher: WatcherLog, folder: Path) -> dict[str, Any]:
+    """Run in the background process (tests/local_deploy.py), against its moto server: bootstrap, deploy MlopsDev (and
+    its foundation), note the images, redeploy with imageTag=NEW_TAG, note the stand-ins, deploy BROKEN_APP.
+
+    The bootstrap runs in an empty folder, as an operator bootstraps an account: in the repository root the CLI would
+    synthesize the whole app first (5 s) for nothing. A failed step ends the chain; the report says why.
+    """
+    deployment = Deployment(server=server, watcher=watcher, outdir=folder / "cdk.out")
     try:
-        watcher = CustomResourceWatcher(server)
-        watcher.start()
-        try:
-            deployment = Deployment(
-                server=server,
-                watcher=watcher,
-                outdir=folder / "cdk.out",
-                env=cli_env(server, MLOPS_CONFIG_DIR=str(_registry_config(folder))),
-            )
-            deploy = ["deploy", "MlopsDev", "-c", "environments=dev", "--require-approval", "never", "--method=direct"]
-            deploy += ["-o", str(deployment.outdir)]
-            deployment.must("bootstrap", f"aws://{ACCOUNT}/{REGION}", "-o", str(folder / "bootstrap.out"))
-            deployment.must(*deploy)
-            deployment.images_before_update = deployment.newest_images()
-            # --force: deploy even if the CLI sees no change (the image tag must reach moto; harmless otherwise).
-            deployment.must(*deploy, "-c", f"imageTag={NEW_TAG}", "--force")
-            yield deployment
-        finally:
-            watcher.stop()
-    finally:
-        server.stop()
+        deployment.env = cli_env(server, MLOPS_CONFIG_DIR=str(_registry_config(folder)))
+        deploy = ["deploy", "MlopsDev", "-c", "environments=dev", "--require-approval", "never", "--method=direct"]
+        deploy += ["-o", str(deployment.outdir)]
+        empty = folder / "bootstrap"
+        empty.mkdir()
+        deployment.must("bootstrap", f"aws://{ACCOUNT}/{REGION}", cwd=empty)
+        deployment.must(*deploy)
+        deployment.images_before_update = deployment.newest_images()
+        # --force: deploy even if the CLI sees no change (the image tag must reach moto; harmless otherwise).
+        deployment.must(*deploy, "-c", f"imageTag={NEW_TAG}", "--force")
+        deployment.stub_types = sorted({stub.resource_type for stub in STUBS.values()})
+        deployment.broken = deploy_broken_app(deployment, folder / "broken-app")
+    except AssertionError as error:  # from must(): the failed command and the log
+        deployment.error = str(error)
+    except Exception:
+        deployment.error = f"{traceback.format_exc()}\n{deployment.log()}"
+    return deployment.report()
+
+
+@pytest.fixture(scope="module")
+def deployment(pytestconfig: pytest.Config) -> Deployment:
+    """The background deploy (moto server + watcher, bootstrap, deploy, redeploy with imageTag=NEW_TAG), once done."""
+    assert CDK.is_file(), f"{CDK} missing: run `make install` (npm ci)"
+    deployment = Deployment.from_report(pytestconfig.stash[BACKGROUND].local_deploy().wait(CHAIN_TIMEOUT))
+    assert deployment.error is None, deployment.error
+    return deployment
 
 
 def test_stacks_deployed_and_updated(deployment: Deployment) -> None:
@@ -162,7 +206,7 @@ def test_unemulated_types_are_reviewed(deployment: Deployment) -> None:
     assert found == UNEMULATED, (
         f"new (review, then add to UNEMULATED): {sorted(found - UNEMULATED)}; gone: {sorted(UNEMULATED - found)}"
     )
-    stubbed = {stub.resource_type for stub in STUBS.values()}
+    stubbed = set(deployment.stub_types)  # {stub.resource_type for stub in STUBS.values()} in the server's process
     assert stubbed == UNEMULATED - {"Custom::VpcRestrictDefaultSG"}
 
 
@@ -241,18 +285,24 @@ app.synth()
 """
 
 
-def test_broken_template_fails(deployment: Deployment, tmp_path: Path) -> None:
-    """A template whose Ref names no resource must fail the deploy (loudly, quickly), not pass unnoticed."""
+def deploy_broken_app(deployment: Deployment, folder: Path) -> CliRun:
+    """Deploy BROKEN_APP (its own cdk.json, the project's context) with the CLI; in the background chain."""
+    folder.mkdir()
     cdk_json = json.loads((ROOT / "cdk.json").read_text())
-    (tmp_path / "cdk.json").write_text(json.dumps({"app": f"{sys.executable} app.py", "context": cdk_json["context"]}))
-    (tmp_path / "app.py").write_text(BROKEN_APP)
-    started = time.monotonic()
-    run = deployment.cli(
-        "deploy", "BrokenRef", "--require-approval", "never", "--method=direct", cwd=tmp_path, timeout=90
+    (folder / "cdk.json").write_text(json.dumps({"app": f"{sys.executable} app.py", "context": cdk_json["context"]}))
+    (folder / "app.py").write_text(BROKEN_APP)
+    return deployment.cli(
+        "deploy", "BrokenRef", "--require-approval", "never", "--method=direct", cwd=folder, timeout=BROKEN_TIMEOUT
     )
+
+
+def test_broken_template_fails(deployment: Deployment) -> None:
+    """A template whose Ref names no resource must fail the deploy (loudly, quickly), not pass unnoticed."""
+    run = deployment.broken
+    assert run is not None
     assert run.returncode not in (0, None), run.describe()
     # moto answers the bad Ref with an HTTP 500, the SDK retries, and the retry finds the half-made stack.
     assert "BrokenRef failed to deploy" in run.output, run.describe()
     (stack,) = deployment.server.client("cloudformation").describe_stacks(StackName="BrokenRef")["Stacks"]
     assert not stack["StackStatus"].endswith("_COMPLETE") or "ROLLBACK" in stack["StackStatus"], stack
-    assert time.monotonic() - started < 90
+    assert run.seconds < BROKEN_TIMEOUT

@@ -901,7 +901,7 @@ def test_every_template_is_within_cloudformation_limits(synth: Synth) -> None:
 
 
 def test_construct_threshold_defaults_match_the_config_defaults() -> None:
-    """`Thresholds` (alerting.py) and `AlarmThresholds` (config/models.py) hold the same knobs with the same defaults."""
+    """`Thresholds` (alerting.py) and `AlarmThresholds` (config/models.py) hold the same knobs and defaults."""
     from mlops_infra.constructs.alerting import Thresholds
     from mlops_infra.stacks.application import MISSING_DATA
 

@@ -10,6 +10,7 @@ HTTP server on 127.0.0.1 where /ping answers 500.
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.server
 import json
 import socket
@@ -47,8 +48,23 @@ AWS_ENV_CLEARED = (
 )
 
 
+@functools.cache
+def shared_loader(search_path: str | None = None) -> Any:
+    """One botocore data loader (and its cache of parsed service models) for every session of the test process."""
+    from botocore.loaders import create_loader  # type: ignore[import-untyped]
+
+    return create_loader(search_path)
+
+
 def isolate_aws(monkeypatch: pytest.MonkeyPatch, folder: Path, *, credentials: bool) -> None:
-    """No real AWS configuration reaches boto3: empty config files, no instance metadata, fake or no keys."""
+    """No real AWS configuration reaches boto3: empty config files, no instance metadata, fake or no keys.
+
+    Every boto3 session shares one data loader meanwhile: mock_aws starts each test with a new default session and
+    the CLI makes its own, and each would parse the same service models (JSON, ~0.2 s a session) again.
+    """
+    import botocore.session  # type: ignore[import-untyped]
+
+    monkeypatch.setattr(botocore.session, "create_loader", shared_loader)
     for name in AWS_ENV_CLEARED:
         monkeypatch.delenv(name, raising=False)
     empty = folder / "aws-empty"

@@ -37,8 +37,8 @@ SERVER_START: dict[str, float] = {}
 
 @pytest.fixture(scope="session")
 def mlflow_server(pytestconfig: pytest.Config) -> MlflowServer:
-    """The server conftest.py started in the background at configure time (stopped at unconfigure)."""
-    server = pytestconfig.stash[BACKGROUND].mlflow.wait()
+    """The server conftest.py started in the background at configure time (stopped after this module's last test)."""
+    server = pytestconfig.stash[BACKGROUND].mlflow_server().wait()
     SERVER_START["seconds"] = server.start_seconds
     return server
 
