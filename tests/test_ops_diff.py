@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops_infra.ops import diff
+from mlops_infra.ops import changes, diff
 from mlops_infra.ops.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,11 +189,11 @@ def test_cdk_diff_markers_are_parsed() -> None:
             "[+] Parameter BootstrapVersion BootstrapVersion: {}",
         ]
     )
-    assert diff.parse_cdk_diff(output) == {
-        "OldBucket1234ABCD": diff.CdkMarker("orphan"),
-        "DatabaseInstanceAA8A5FDE": diff.CdkMarker("replace", ("DBInstanceIdentifier",)),
-        "KeyABCD1234": diff.CdkMarker("may be replaced", ("KeySpec",)),
-        "Setting1234ABCD": diff.CdkMarker(""),
+    assert changes.parse_cdk_diff(output) == {
+        "OldBucket1234ABCD": changes.CdkMarker("orphan"),
+        "DatabaseInstanceAA8A5FDE": changes.CdkMarker("replace", ("DBInstanceIdentifier",)),
+        "KeyABCD1234": changes.CdkMarker("may be replaced", ("KeySpec",)),
+        "Setting1234ABCD": changes.CdkMarker(""),
     }
 
 
@@ -208,9 +208,9 @@ def test_in_place_replacement_of_a_stateful_resource_is_destructive() -> None:
             }
         }
     }
-    changes, sections = diff.compare_templates(base, new)
-    stack = diff.StackDiff("S", "changed", changes, sections)
-    diff._apply_markers(stack, {"Db": diff.CdkMarker("replace", ("DBInstanceIdentifier",))})
+    resource_changes, sections = changes.compare_templates(base, new)
+    stack = changes.StackDiff("S", "changed", resource_changes, sections)
+    changes.apply_markers(stack, {"Db": changes.CdkMarker("replace", ("DBInstanceIdentifier",))})
     [change] = stack.changes
     assert change.action == "replaced"
     assert change.destructive

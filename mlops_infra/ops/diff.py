@@ -11,7 +11,6 @@ resource that would be replaced or deleted fails the command (DestructiveChange)
 from __future__ import annotations
 
 import argparse
-import difflib
 import fnmatch
 import json
 import os
@@ -23,102 +22,27 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from mlops_infra.config import ConfigError, environment_names, load_config
+from mlops_infra.ops.changes import ResourceChange, StackDiff, Status, apply_markers, compare_templates, parse_cdk_diff
 from mlops_infra.ops.cost import compare as compare_costs
 from mlops_infra.ops.cost import cost_of
+from mlops_infra.ops.diff_report import render
 from mlops_infra.ops.errors import DestructiveChange, OpsError
 
-# Resources whose replacement or deletion loses data (or, for a key, makes data unreadable).
-STATEFUL_TYPES = frozenset(
-    {
-        "AWS::RDS::DBInstance",
-        "AWS::RDS::DBCluster",
-        "AWS::S3::Bucket",
-        "AWS::ECR::Repository",
-        "AWS::KMS::Key",
-        "AWS::Logs::LogGroup",
-        "AWS::DynamoDB::Table",
-        "AWS::EC2::VPC",
-        "AWS::Backup::BackupVault",
-        "AWS::SecretsManager::Secret",
-    }
-)
 SYNTH_TIMEOUT_SECONDS = 900
 CDK_DIFF_TIMEOUT_SECONDS = 300
 TAIL_LINES = 25
-# Resource attributes besides Properties that make CloudFormation update a resource; Metadata is left out
-# (construct paths and asset hints, not a change to the resource).
-ATTRIBUTES = ("DependsOn", "Condition", "DeletionPolicy", "UpdateReplacePolicy", "UpdatePolicy", "CreationPolicy")
-# `cdk diff` resource line: `[~] AWS::S3::Bucket Path/To/Construct LogicalId replace`
-RESOURCE_LINE = re.compile(r"^\[(?P<op>[-+~\u2190])\] (?P<type>\w+(?:::\w+)+) (?P<rest>.+)$")
-PROPERTY_LINE = re.compile(
-    r"^ [\u251c\u2514]\u2500 \[[-+~]\] (?P<name>.+?) \((?P<why>requires replacement|may cause replacement)\)$"
-)
-MOVE_SUFFIX = re.compile(r" \(OR move .*\)$")
-IMPACTS = ("may be replaced", "replace", "destroy", "orphan", "import")
-HASH_SUFFIX = re.compile(r"[0-9A-F]{8}$")
-
-Action = Literal["replaced", "removed", "changed", "added"]
-ACTION_ORDER: dict[Action, int] = {"replaced": 0, "removed": 1, "changed": 2, "added": 3}
-Status = Literal["changed", "new", "removed", "unchanged"]
 
 
 class DiffFailed(OpsError):
     """The diff could not be made: unknown ref, no CDK app, a synth or `cdk diff` that failed."""
-
-
-@dataclass(frozen=True)
-class CdkMarker:
-    """What `cdk diff` printed for one resource: its impact word and the properties forcing a replacement."""
-
-    impact: str
-    replacing: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ResourceChange:
-    logical_id: str
-    type: str
-    action: Action
-    what: str
-    partner: str | None = None  # the logical ID on the other side of a logical-ID change
-    if_replaced: str = ""  # what happens to the old resource should `cdk diff` say it is replaced (UpdateReplacePolicy)
-
-    @property
-    def stateful(self) -> bool:
-        return self.type in STATEFUL_TYPES
-
-    @property
-    def destructive(self) -> bool:
-        return self.stateful and self.action in ("replaced", "removed")
-
-    def label(self) -> str:
-        if self.action == "replaced" and self.partner:
-            return f"{self.logical_id} -> {self.partner}"
-        return self.logical_id
-
-
-@dataclass
-class StackDiff:
-    name: str
-    status: Status
-    changes: list[ResourceChange] = field(default_factory=list)
-    other_sections: list[str] = field(default_factory=list)
-    raw: str | None = None
-
-    def count(self, action: Action) -> int:
-        return sum(1 for change in self.changes if change.action == action)
-
-    @property
-    def destructive(self) -> list[ResourceChange]:
-        return [change for change in self.changes if change.destructive]
 
 
 @dataclass(frozen=True)
@@ -179,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{options.output}: {len(changed)} of {len(diffs)} stacks differ from {options.base}")
     if destructive and not options.allow_destroy:
         names = "; ".join(
-            f"{stack}/{change.logical_id} ({change.type}, {_verb(change)})" for stack, change in destructive
+            f"{stack}/{change.logical_id} ({change.type}, {change.verb()})" for stack, change in destructive
         )
         where = f" (see {options.output})" if options.output else ""
         raise DestructiveChange(
@@ -226,7 +150,7 @@ def compute(options: Options) -> tuple[list[StackDiff], str, list[str]]:
             )
         for diff, raw in zip(to_run, raws, strict=True):
             diff.raw = raw
-            _apply_markers(diff, parse_cdk_diff(raw))
+            apply_markers(diff, parse_cdk_diff(raw))
     header = _header(toplevel, app_dir, options.base, base_commit)
     return diffs, header, cost
 
@@ -520,99 +444,6 @@ def _load(path: Path) -> dict[str, Any]:
     return template
 
 
-def compare_templates(base: Mapping[str, Any], new: Mapping[str, Any]) -> tuple[list[ResourceChange], list[str]]:
-    """Resources added, removed, changed (by logical ID) and logical-ID changes; other template sections changed."""
-    old_resources: dict[str, Any] = base.get("Resources", {})
-    new_resources: dict[str, Any] = new.get("Resources", {})
-    changes: list[ResourceChange] = []
-    for logical_id in sorted(old_resources.keys() & new_resources.keys()):
-        old, current = old_resources[logical_id], new_resources[logical_id]
-        if old.get("Type") != current.get("Type"):
-            what = f"type changed from {old.get('Type')}: CloudFormation replaces it"
-            changes.append(ResourceChange(logical_id, old.get("Type", "?"), "replaced", what))
-        elif what := _changed_parts(old, current):
-            note = _policy_note("UpdateReplacePolicy", current)
-            changes.append(ResourceChange(logical_id, current.get("Type", "?"), "changed", what, if_replaced=note))
-    removed = {
-        logical_id: old_resources[logical_id].get("Type", "?")
-        for logical_id in old_resources.keys() - new_resources.keys()
-    }
-    added = {
-        logical_id: new_resources[logical_id].get("Type", "?")
-        for logical_id in new_resources.keys() - old_resources.keys()
-    }
-    for old_id, new_id in _pair_renames(removed, added):
-        kind = removed.pop(old_id)
-        del added[new_id]
-        what = f"logical ID changed to {new_id}: CloudFormation creates {new_id}, then deletes {old_id}"
-        changes.append(ResourceChange(old_id, kind, "replaced", _with_policy(what, old_resources[old_id]), new_id))
-    for logical_id, kind in removed.items():
-        changes.append(ResourceChange(logical_id, kind, "removed", _with_policy("deleted", old_resources[logical_id])))
-    changes.extend(ResourceChange(logical_id, kind, "added", "created") for logical_id, kind in added.items())
-    sections = sorted(key for key in (base.keys() | new.keys()) - {"Resources"} if base.get(key) != new.get(key))
-    return sorted(changes, key=_order), sections
-
-
-def _changed_parts(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    """`properties: A, B; DeletionPolicy`: what differs between two versions of a resource (empty: nothing)."""
-    old_properties: dict[str, Any] = old.get("Properties", {})
-    new_properties: dict[str, Any] = new.get("Properties", {})
-    parts = [
-        name
-        for name in sorted(old_properties.keys() | new_properties.keys())
-        if old_properties.get(name) != new_properties.get(name)
-    ]
-    attributes = [name for name in ATTRIBUTES if old.get(name) != new.get(name)]
-    return "; ".join(filter(None, [f"properties: {', '.join(parts)}" if parts else "", ", ".join(attributes)]))
-
-
-def _verb(change: ResourceChange) -> str:
-    if change.action == "replaced" and change.partner:
-        return f"replaced by {change.partner}"
-    return change.action
-
-
-def _pair_renames(removed: Mapping[str, str], added: Mapping[str, str]) -> list[tuple[str, str]]:
-    """Removed and added resources of one type, paired most-similar logical IDs first."""
-    candidates = sorted(
-        (
-            -difflib.SequenceMatcher(None, HASH_SUFFIX.sub("", old_id), HASH_SUFFIX.sub("", new_id)).ratio(),
-            old_id,
-            new_id,
-        )
-        for old_id, old_type in removed.items()
-        for new_id, new_type in added.items()
-        if old_type == new_type
-    )
-    pairs: list[tuple[str, str]] = []
-    used_old: set[str] = set()
-    used_new: set[str] = set()
-    for _, old_id, new_id in candidates:
-        if old_id not in used_old and new_id not in used_new:
-            pairs.append((old_id, new_id))
-            used_old.add(old_id)
-            used_new.add(new_id)
-    return pairs
-
-
-def _with_policy(what: str, resource: Mapping[str, Any]) -> str:
-    return f"{what}{_policy_note('DeletionPolicy', resource)}"
-
-
-def _policy_note(attribute: str, resource: Mapping[str, Any]) -> str:
-    """What a DeletionPolicy / UpdateReplacePolicy does to the resource it removes, as a parenthesis."""
-    policy = resource.get(attribute)
-    if policy in ("Retain", "RetainExceptOnCreate"):
-        return f" ({attribute} {policy}: the old one stays in AWS, no longer managed)"
-    if policy == "Snapshot":
-        return f" ({attribute} Snapshot: a final snapshot is taken)"
-    return ""
-
-
-def _order(change: ResourceChange) -> tuple[bool, int, str]:
-    return (not change.destructive, ACTION_ORDER[change.action], change.logical_id)
-
-
 # ---------------------------------------------------------------------------------------------- cdk diff
 
 
@@ -649,123 +480,3 @@ def _cdk_diff(cdk: str, new_out: Path, template: Path, stack: str, cwd: Path) ->
     if result.returncode != 0:
         raise DiffFailed(f"`cdk diff {stack}` failed (exit {result.returncode}):\n{_tail(output)}")
     return output
-
-
-def parse_cdk_diff(output: str) -> dict[str, CdkMarker]:
-    """Per logical ID, the impact `cdk diff` printed on its resource line and the properties it says force it."""
-    markers: dict[str, CdkMarker] = {}
-    current: str | None = None
-    for line in output.splitlines():
-        if match := RESOURCE_LINE.match(line):
-            rest = MOVE_SUFFIX.sub("", match["rest"]).rstrip()
-            impact = next((word for word in IMPACTS if rest.endswith(" " + word)), "")
-            tokens = rest.removesuffix(" " + impact).split(" ") if impact else rest.split(" ")
-            current = tokens[-1]
-            markers[current] = CdkMarker(impact)
-        elif current and (match := PROPERTY_LINE.match(line)):
-            marker = markers[current]
-            markers[current] = CdkMarker(marker.impact, (*marker.replacing, match["name"]))
-        elif not line.startswith((" ", "\u2502")):
-            current = None
-    return markers
-
-
-def _apply_markers(diff: StackDiff, markers: Mapping[str, CdkMarker]) -> None:
-    """In-place replacements come from `cdk diff`; so do its words on deletions (destroy / orphan)."""
-    updated: list[ResourceChange] = []
-    for change in diff.changes:
-        marker = markers.get(change.logical_id)
-        if change.action == "changed" and marker and marker.impact in ("replace", "may be replaced"):
-            forcing = ", ".join(marker.replacing) or "a property"
-            verb = "requires" if marker.impact == "replace" else "may require"
-            what = f"{change.what}; {forcing} {verb} replacement (`cdk diff`: {marker.impact}){change.if_replaced}"
-            change = ResourceChange(change.logical_id, change.type, "replaced", what)
-        elif change.action == "changed" and marker is None:
-            change = ResourceChange(change.logical_id, change.type, "changed", f"{change.what} (`cdk diff`: no change)")
-        updated.append(change)
-    diff.changes = sorted(updated, key=_order)
-
-
-# ---------------------------------------------------------------------------------------------- report
-
-
-def render(
-    diffs: Sequence[StackDiff],
-    *,
-    header: str,
-    destructive: Sequence[tuple[str, ResourceChange]],
-    allow_destroy: bool,
-    cost: Sequence[str] = (),
-) -> str:
-    lines = ["# CDK diff", "", header, ""]
-    if destructive:
-        verdict = "allowed by --allow-destroy" if allow_destroy else "`mlops-ops diff` exits 8"
-        lines += [f"**{len(destructive)} stateful resource(s) would be replaced or deleted** ({verdict}):", ""]
-        lines += [f"- `{stack}` `{change.label()}` ({change.type}): {change.what}" for stack, change in destructive]
-    else:
-        lines.append("No stateful resource would be replaced or deleted.")
-    lines += ["", "## Summary", ""]
-    changed = [diff for diff in diffs if diff.status != "unchanged"]
-    if changed:
-        lines += [
-            "| stack | added | changed | removed | replaced | stateful replaced/removed | note |",
-            "|---|---:|---:|---:|---:|---:|---|",
-        ]
-    else:
-        lines.append("No stack differs from the base.")
-    for diff in changed:
-        note = {"new": "**new stack**", "removed": "**removed stack**"}.get(diff.status, "")
-        if diff.other_sections and diff.status == "changed":
-            note = "also " + ", ".join(diff.other_sections)
-        counts = [diff.count(action) for action in ("added", "changed", "removed", "replaced")]
-        lines.append(f"| {diff.name} | {' | '.join(map(str, counts))} | {len(diff.destructive)} | {note} |")
-    unchanged = [diff.name for diff in diffs if diff.status == "unchanged"]
-    lines += [
-        "",
-        f"Unchanged: {', '.join(unchanged) or 'none'}. "
-        "_replaced_: replaced in place (as `cdk diff` marks it) or its logical ID changed (a delete plus an add).",
-    ]
-    if cost:
-        lines += ["", *cost]
-    for diff in changed:
-        lines += ["", *_stack_section(diff)]
-    return "\n".join(lines) + "\n"
-
-
-def _stack_section(diff: StackDiff) -> list[str]:
-    lines = [f"## {diff.name}", ""]
-    if diff.status == "new":
-        lines += ["New stack: not in the base.", ""]
-    elif diff.status == "removed":
-        lines += [
-            "Removed stack: no longer in the app. `cdk deploy` leaves the deployed stack alone; "
-            "`cdk destroy` (or deleting it) deletes its resources.",
-            "",
-        ]
-    if diff.other_sections and diff.status == "changed":
-        lines += [f"Other template sections changed: {', '.join(diff.other_sections)}.", ""]
-    if diff.changes:
-        lines += ["| | logical ID | type | what |", "|---|---|---|---|"]
-        for change in diff.changes:
-            flag = {"replaced": "**REPLACED**", "removed": "**REMOVED**", "changed": "changed", "added": "added"}[
-                change.action
-            ]
-            if change.stateful and change.action in ("replaced", "removed"):
-                flag += " (stateful)"
-            lines.append(f"| {flag} | `{change.label()}` | {change.type} | {change.what} |")
-    if diff.raw is not None:
-        fence = "`" * max(3, _longest_backtick_run(diff.raw) + 1)
-        lines += [
-            "",
-            f"<details><summary>cdk diff {diff.name}</summary>",
-            "",
-            f"{fence}text",
-            diff.raw,
-            fence,
-            "</details>",
-        ]
-    return lines
-
-
-def _longest_backtick_run(text: str) -> int:
-    return max((len(run) for run in re.findall(r"`+", text)), default=0)
