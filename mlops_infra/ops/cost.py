@@ -285,19 +285,19 @@ class _Estimate:
 
     def service_hours(self) -> tuple[float, str]:
         """Hours a month a service's tasks run: all month, or the after-hours schedule's working hours."""
-        schedule = self.config.services.schedule
-        if schedule is None:
-            return self.hours, f"{_num(self.hours)} h"
-        daily = (schedule.stop_hour - schedule.start_hour) % 24
-        hours = daily * self.book.weekdays_per_month
-        return hours, f"{_num(hours)} h ({daily} h x {_num(self.book.weekdays_per_month)} weekdays)"
+        return self.running_hours(stops=True, lead=0)
 
     def stopped_after_hours(self, stops: bool) -> tuple[float, str]:
         """Hours a month a database or NAT instance runs: all month, or from an hour before the services start."""
+        return self.running_hours(stops=stops, lead=1)
+
+    def running_hours(self, *, stops: bool, lead: int) -> tuple[float, str]:
+        """All month, or (with a schedule, for what `stops`) from `lead` hours before `start_hour` to `stop_hour`
+        on weekdays; the hours and how they were counted."""
         schedule = self.config.services.schedule
         if not stops or schedule is None:
             return self.hours, f"{_num(self.hours)} h"
-        daily = (schedule.stop_hour - schedule.start_hour + 1) % 24
+        daily = (schedule.stop_hour - schedule.start_hour + lead) % 24
         hours = daily * self.book.weekdays_per_month
         return hours, f"{_num(hours)} h ({daily} h x {_num(self.book.weekdays_per_month)} weekdays)"
 
