@@ -30,6 +30,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from tests.process_group import end_group
+
 ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 15.0
 
@@ -92,14 +94,7 @@ class LocalDeploy:
         try:
             self.process.wait(timeout=STOP_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_GRACE_SECONDS)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            end_group(self.process, STOP_GRACE_SECONDS)
         if self.process.stdout is not None:
             self.process.stdout.close()
 
@@ -130,7 +125,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     threading.Thread(target=_terminate_at_eof, name="stdin-eof", daemon=True).start()
 
-    from tests.moto_harness import CustomResourceWatcher, MotoServer, WatcherLog
+    from tests.moto_harness import CustomResourceWatcher, MotoServer
     from tests.test_deploy_local import deploy_chain
 
     server = MotoServer(port)
@@ -140,7 +135,7 @@ def main(argv: list[str]) -> int:
         watcher.start()
         try:
             _send(channel, {"ready": server.endpoint})
-            report = deploy_chain(server, WatcherLog(watcher.answered, watcher.errors), folder)
+            report = deploy_chain(server, watcher.log, folder)
             watcher.stop()  # nothing deploys any more: no more polls
             _send(channel, {"report": report})
             while True:

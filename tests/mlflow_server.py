@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.process_group import end_group, signal_group
+
 START_DEADLINE_SECONDS = 90.0
 STOP_GRACE_SECONDS = 10.0
 
@@ -46,24 +48,9 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the server's process group (the server and its workers)."""
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-
-
-def _stop(process: subprocess.Popen[bytes], *, terminated: bool = False) -> None:
-    """SIGTERM the server's process group (unless `terminated` already), SIGKILL it after a grace period."""
-    if process.poll() is None:
-        if not terminated:
-            _terminate(process)
-        try:
-            process.wait(timeout=STOP_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server's process group (the server and its workers), SIGKILL it after a grace period."""
+    end_group(process, STOP_GRACE_SECONDS)
     # Workers may outlive a server that exited on its own: the group is gone only when they are.
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
@@ -103,7 +90,6 @@ class MlflowServerProcess:
                 command, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         self._ready: MlflowServer | None = None
-        self._terminated = False
 
     def wait(self) -> MlflowServer:
         """Block until /health answers (at most START_DEADLINE_SECONDS after the start); raise if it never does."""
@@ -125,12 +111,11 @@ class MlflowServerProcess:
         return self._ready
 
     def terminate(self) -> None:
-        """Start stopping it (SIGTERM), without waiting: stop() waits."""
-        _terminate(self.process)
-        self._terminated = True
+        """Start stopping it (SIGTERM to its process group), without waiting: stop() waits."""
+        signal_group(self.process, signal.SIGTERM)
 
     def stop(self) -> None:
-        _stop(self.process, terminated=self._terminated)
+        _stop(self.process)
 
 
 @contextlib.contextmanager

@@ -129,13 +129,12 @@ class CustomResourceWatcher:
     """Answers SUCCESS for every custom resource of a stack in progress: moto cannot run their Lambdas (no Docker).
 
     A daemon thread polls every `interval` seconds until `stop()`, never while the server runs a stack operation;
-    what it answered and any error are kept.
+    what it answered and any error are kept in `log`.
     """
 
     server: MotoServer
     interval: float = 0.5
-    answered: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    log: WatcherLog = field(default_factory=WatcherLog)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
@@ -158,7 +157,7 @@ class CustomResourceWatcher:
                     self._answer(cloudformation, done)
             except Exception as error:  # kept for the failure message; the next poll tries again
                 if not self._stop.is_set():
-                    self.errors.append(repr(error))
+                    self.log.errors.append(repr(error))
             self._stop.wait(self.interval)
 
     def _answer(self, cloudformation: Any, done: set[tuple[str, str, str]]) -> None:
@@ -184,7 +183,8 @@ class CustomResourceWatcher:
                 )
                 urllib.request.urlopen(request, timeout=10).read()
                 done.add(key)
-                self.answered.append(f"{stack['StackName']}/{resource['LogicalResourceId']} ({stack['StackStatus']})")
+                answer = f"{stack['StackName']}/{resource['LogicalResourceId']} ({stack['StackStatus']})"
+                self.log.answered.append(answer)
 
 
 @dataclass
