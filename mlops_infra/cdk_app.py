@@ -45,14 +45,33 @@ def create_app(
 
 
 def project_context() -> dict[str, Any]:
-    """The `context` of the repository's cdk.json (feature flags): what `cdk synth` gives the app.
+    """What `cdk synth` gives the app as context: the `context` of the repository's cdk.json (feature flags) and what
+    the CLI derives from cdk.json's settings (path and asset metadata on by default, version reporting, bundling).
 
     `python app.py` and in-process tests do not get it from the CLI; passing it keeps their
     templates identical to the CLI's. Context given by the CLI still takes precedence.
     """
     if not CDK_JSON.is_file():
         return {}
-    context: dict[str, Any] = json.loads(CDK_JSON.read_text(encoding="utf-8")).get("context", {})
+    settings: dict[str, Any] = json.loads(CDK_JSON.read_text(encoding="utf-8"))
+    return {**_cli_settings_context(settings), **settings.get("context", {})}
+
+
+def _cli_settings_context(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The context keys the CDK CLI sets from cdk.json's settings (`contextFromSettings` in aws-cdk's lib)."""
+    context: dict[str, Any] = {
+        "aws:cdk:bundling-stacks": settings.get("bundlingStacks", ["**"]),
+        # The CLI reports policy-validation failures itself (no plugin is used here; it changes no template).
+        "@aws-cdk/core:failSynthOnValidationErrors": False,
+    }
+    if settings.get("pathMetadata", True):
+        context["aws:cdk:enable-path-metadata"] = True
+    if settings.get("assetMetadata", True):
+        context["aws:cdk:enable-asset-metadata"] = True
+    if settings.get("versionReporting", True):
+        context["aws:cdk:version-reporting"] = True
+    else:
+        context["aws:cdk:disable-version-reporting"] = True
     return context
 
 
