@@ -10,7 +10,8 @@ same with cdk-nag disabled, and the CLI synth with CDK's built-in CloudFormation
 the test suite's time goes: cfn-lint alone over the full synth's templates, one bad-config run of `python app.py`
 (times the number of such runs the suite makes) and the in-process synth, against the machine's cores; and the
 suite split up: the local deploy check alone (`make deploy-local`), the local MLflow server's start-up alone, and
-the rest of the suite (without the deploy check, whose background process then never starts).
+the rest of the suite (without the deploy check, whose background process then never starts), and that rest
+without the MLflow tests too (no server at all).
 
 Prints a plain-text table and writes the same numbers to bench/results/latest.json (git-ignored).
 """
@@ -39,6 +40,7 @@ CFN_LINT = ROOT / ".venv" / "bin" / "cfn-lint"
 CDK = ROOT / "node_modules" / ".bin" / "cdk"
 RESULTS = ROOT / "bench" / "results" / "latest.json"
 DEPLOY_CHECK = ROOT / "tests" / "test_deploy_local.py"
+MLFLOW_TESTS = ROOT / "tests" / "test_ops_model.py"  # the only tests that need the local MLflow server
 FULL_OVER_FLOOR_TARGET = 5.0
 TESTS_OVER_FULL_TARGET = 1.5
 # The bad-config run: one value out of range in a copy of config/*.toml; app.py must exit 2 before importing the CDK.
@@ -208,14 +210,16 @@ def mlflow_start_once(workdir: Path) -> Sample:
 
 
 def suite_parts(workdir: Path) -> dict[str, Sample]:
-    """Once each: the local deploy check alone, the MLflow server's start-up alone, the suite without the check."""
+    """Once each: the deploy check, the MLflow start-up, the suite without the check (then without MLflow too)."""
     print("bench: local deploy check alone (pytest tests/test_deploy_local.py) x1 ...", file=sys.stderr)
     deploy = tests_once(str(DEPLOY_CHECK))
     print("bench: the local MLflow server's start-up x1 ...", file=sys.stderr)
     mlflow = mlflow_start_once(workdir / "mlflow-server")
     print("bench: the test suite without the deploy check x1 ...", file=sys.stderr)
     rest = tests_once("--ignore", str(DEPLOY_CHECK))
-    return {"local_deploy_check": deploy, "mlflow_server_start": mlflow, "rest": rest}
+    print("bench: the test suite without the deploy check and the MLflow tests x1 ...", file=sys.stderr)
+    serverless = tests_once("--ignore", str(DEPLOY_CHECK), "--ignore", str(MLFLOW_TESTS))
+    return {"local_deploy_check": deploy, "mlflow_server_start": mlflow, "rest": rest, "serverless": serverless}
 
 
 def cfn_lint_once(outdir: Path) -> Sample:
@@ -558,6 +562,7 @@ def suite_parts_lines(results: dict[str, Any]) -> list[str]:
     if parts is None:
         return ["the test suite split up: skipped (--skip-tests)"]
     deploy, mlflow, rest = parts["local_deploy_check"], parts["mlflow_server_start"], parts["rest"]
+    serverless = parts["serverless"]
     return [
         "the test suite split up (single runs; CPU = user + sys of the process and its children)",
         f"  {'part':<50}{'wall s':>10}{'CPU s':>10}",
@@ -569,6 +574,11 @@ def suite_parts_lines(results: dict[str, Any]) -> list[str]:
         work_line(f"local deploy check alone (make deploy-local){failed(deploy)}", deploy["wall_s"], deploy["cpu_s"]),
         work_line(f"local MLflow server start-up, until healthy{failed(mlflow)}", mlflow["wall_s"], mlflow["cpu_s"]),
         work_line(f"the rest: suite without the deploy check{failed(rest)}", rest["wall_s"], rest["cpu_s"]),
+        work_line(
+            f"... and without the MLflow tests (no server){failed(serverless)}",
+            serverless["wall_s"],
+            serverless["cpu_s"],
+        ),
         f"  {'deploy check hidden (rest + alone - whole)':<50}{parts['deploy_check_hidden_s']:>10.2f}",
         "  (the deploy check and the MLflow server start in background processes with the session and overlap the",
         "   rest; the MLflow start-up is part of the rest)",

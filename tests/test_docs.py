@@ -6,6 +6,7 @@ an option fails here until the docs say what it does.
 
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import re
 import types
@@ -16,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mlops_infra.config import EnvironmentConfig
+from mlops_infra.ops.cli import build_parser
 from tests.conftest import Synth
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -120,10 +122,6 @@ def test_every_make_target_is_in_the_commands_table() -> None:
 
 def ops_options() -> dict[str, set[str]]:
     """`mlops-ops` subcommand (e.g. "model promote") -> its long options, from the real parser."""
-    import argparse
-
-    from mlops_infra.ops.cli import build_parser
-
     found: dict[str, set[str]] = {}
 
     def walk(parser: argparse.ArgumentParser, command: str) -> None:
