@@ -11,6 +11,7 @@ from typing import Any
 from aws_cdk import App
 
 from mlops_infra import compliance
+from mlops_infra.cli_context import cli_settings_context
 from mlops_infra.config import ConfigError, EnvironmentConfig, load_all
 from mlops_infra.stacks import EnvironmentStacks, build_ci, build_environment
 
@@ -46,7 +47,7 @@ def create_app(
 
 def project_context() -> dict[str, Any]:
     """What `cdk synth` gives the app as context: the `context` of the repository's cdk.json (feature flags) and what
-    the CLI derives from cdk.json's settings (path and asset metadata on by default, version reporting, bundling).
+    the CLI derives from cdk.json's settings (`aws:cdk:path` metadata, for one).
 
     `python app.py` and in-process tests do not get it from the CLI; passing it keeps their
     templates identical to the CLI's. Context given by the CLI still takes precedence.
@@ -54,25 +55,7 @@ def project_context() -> dict[str, Any]:
     if not CDK_JSON.is_file():
         return {}
     settings: dict[str, Any] = json.loads(CDK_JSON.read_text(encoding="utf-8"))
-    return {**_cli_settings_context(settings), **settings.get("context", {})}
-
-
-def _cli_settings_context(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The context keys the CDK CLI sets from cdk.json's settings (`contextFromSettings` in aws-cdk's lib)."""
-    context: dict[str, Any] = {
-        "aws:cdk:bundling-stacks": settings.get("bundlingStacks", ["**"]),
-        # The CLI reports policy-validation failures itself (no plugin is used here; it changes no template).
-        "@aws-cdk/core:failSynthOnValidationErrors": False,
-    }
-    if settings.get("pathMetadata", True):
-        context["aws:cdk:enable-path-metadata"] = True
-    if settings.get("assetMetadata", True):
-        context["aws:cdk:enable-asset-metadata"] = True
-    if settings.get("versionReporting", True):
-        context["aws:cdk:version-reporting"] = True
-    else:
-        context["aws:cdk:disable-version-reporting"] = True
-    return context
+    return {**settings.get("context", {}), **cli_settings_context(settings)}
 
 
 def _select(selection: str | None, configs: list[EnvironmentConfig]) -> list[EnvironmentConfig]:

@@ -1,7 +1,8 @@
 """The app synthesized in-process (tests, `python app.py`) gets the same context `cdk synth` gives it.
 
 That is what makes the tests' templates, their snapshots and the figures in the README equal the CLI's byte for byte.
-The CLI passes its context in the environment variable CDK_CONTEXT_JSON: a stand-in app records it.
+The CLI passes its context in the environment variable CDK_CONTEXT_JSON: a stand-in app records it. (The offline
+diff, mlops_infra/ops/diff.py, builds its synths' context with the same `cli_settings_context`.)
 """
 
 from __future__ import annotations

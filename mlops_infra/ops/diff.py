@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlops_infra.cli_context import cli_settings_context
 from mlops_infra.config import ConfigError, environment_names, load_config
 from mlops_infra.ops.changes import ResourceChange, StackDiff, Status, apply_markers, compare_templates, parse_cdk_diff
 from mlops_infra.ops.cost import compare as compare_costs
@@ -343,19 +344,7 @@ def _context(app_dir: Path) -> dict[str, Any]:
     context_file = app_dir / "cdk.context.json"
     if context_file.is_file():
         context.update(json.loads(context_file.read_text(encoding="utf-8")))
-    # As the CLI's contextFromSettings does.
-    if settings.get("pathMetadata", True):
-        context["aws:cdk:enable-path-metadata"] = True
-    if settings.get("assetMetadata", True):
-        context["aws:cdk:enable-asset-metadata"] = True
-    if settings.get("versionReporting", True):
-        context["aws:cdk:version-reporting"] = True
-    else:
-        context["aws:cdk:disable-version-reporting"] = True
-    if not settings.get("staging", True):
-        context["aws:cdk:disable-asset-staging"] = True
-    context["aws:cdk:bundling-stacks"] = settings.get("bundlingStacks", ["**"])
-    context["@aws-cdk/core:failSynthOnValidationErrors"] = False
+    context.update(cli_settings_context(settings))
     return context
 
 
