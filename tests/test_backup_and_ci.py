@@ -154,7 +154,7 @@ def _statements(synth: Synth, role: str) -> dict[str, dict[str, Any]]:
     return {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
 
 
-def _bootstrap_role(kind: str) -> dict[str, Any]:
+def _bootstrap_role(kind: str, region: str = "us-east-1") -> dict[str, Any]:
     return {
         "Fn::Join": [
             "",
@@ -163,16 +163,24 @@ def _bootstrap_role(kind: str) -> dict[str, Any]:
                 {"Ref": "AWS::AccountId"},
                 f":role/cdk-hnb659fds-{kind}-role-",
                 {"Ref": "AWS::AccountId"},
-                "-us-east-1",
+                f"-{region}",
             ],
         ]
     }
 
 
-def test_diff_role_may_only_assume_the_read_only_lookup_role(synth: Synth) -> None:
+# The regions each environment's stacks deploy to: prod's MlopsProdDr lives in the DR region (bootstrapped too).
+DEPLOY_REGIONS = {"dev": ["us-east-1"], "staging": ["us-east-1"], "prod": ["us-east-1", "us-west-2"]}
+KINDS = ("deploy", "file-publishing", "image-publishing", "lookup")
+
+
+def test_diff_role_may_only_assume_the_read_only_lookup_roles(synth: Synth) -> None:
     statements = _statements(synth, "mlops-ci-diff")
     assert set(statements) == {"AssumeCdkBootstrapRoles"}
-    assert statements["AssumeCdkBootstrapRoles"]["Resource"] == _bootstrap_role("lookup")
+    # Every region a stack lives in, so a pull request can diff MlopsProdDr too.
+    assert statements["AssumeCdkBootstrapRoles"]["Resource"] == [
+        _bootstrap_role("lookup", region) for region in ("us-east-1", "us-west-2")
+    ]
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
@@ -180,9 +188,7 @@ def test_deploy_roles_only_assume_the_bootstrap_roles_and_read_deployment_state(
     statements = _statements(synth, f"mlops-ci-deploy-{env}")
     assume = statements["AssumeCdkBootstrapRoles"]
     assert assume["Action"] == ["sts:AssumeRole", "sts:TagSession"]
-    assert assume["Resource"] == [
-        _bootstrap_role(kind) for kind in ("deploy", "file-publishing", "image-publishing", "lookup")
-    ]
+    assert assume["Resource"] == [_bootstrap_role(kind, region) for kind in KINDS for region in DEPLOY_REGIONS[env]]
     watch = statements["WatchDeployments"]
     assert watch["Resource"] == "*"
     assert sorted(watch["Action"]) == [

@@ -22,12 +22,17 @@ CDK_QUALIFIER = "hnb659fds"  # the CDK bootstrap's default qualifier
 
 @dataclass(frozen=True)
 class DeployTarget:
-    """One environment a workflow deploys: its role name, region and which tokens it trusts."""
+    """One environment a workflow deploys: its role name, regions and which tokens it trusts."""
 
     role_name: str
-    region: str
+    region: str  # the environment's region (and its ECR repositories')
     github_subject: str  # e.g. "environment:production" or "ref:refs/heads/main"
     ecr_repositories: Sequence[str] = ()  # repositories the workflow may push images to
+    other_regions: Sequence[str] = ()  # further regions its stacks deploy to (a DR-region stack), bootstrapped too
+
+    @property
+    def regions(self) -> list[str]:
+        return sorted({self.region, *self.other_regions})
 
 
 class GithubOidcRoles(Construct):
@@ -48,7 +53,7 @@ class GithubOidcRoles(Construct):
         self.repository = repository
         self.provider = iam.OidcProviderNative(self, "GitHub", url=f"https://{GITHUB_ISSUER}", client_ids=[AUDIENCE])
         stack = Stack.of(self)
-        regions = sorted({target.region for target in targets} or {stack.region})
+        regions = sorted({region for target in targets for region in target.regions} or {stack.region})
         self.diff_role = self._role(
             "DiffRole",
             name=diff_role_name,
@@ -66,7 +71,7 @@ class GithubOidcRoles(Construct):
                 description=f"{repository} ({target.github_subject}): deploys through the CDK bootstrap roles",
                 max_session=max_session,
             )
-            self._may_assume(role, ["deploy", "file-publishing", "image-publishing", "lookup"], [target.region])
+            self._may_assume(role, ["deploy", "file-publishing", "image-publishing", "lookup"], target.regions)
             if target.ecr_repositories:
                 self._may_push(role, target.region, target.ecr_repositories)
             self._may_watch_deployments(role)
