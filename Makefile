@@ -44,9 +44,11 @@ deploy-local: install
 clean:
 	rm -rf cdk.out .pytest_cache .mypy_cache .ruff_cache
 
-# After reviewing a template change: rewrite the snapshots / the stateful logical-ID registry.
+# After reviewing a template change: rewrite the snapshots (and the README's template figures) / the stateful
+# logical-ID registry.
 snapshots: install
 	$(PY) -m pytest tests/test_snapshots.py --snapshot-update -q
+	$(PY) -m tests.readme_figures
 
 stateful-ids: install
 	UPDATE_STATEFUL_IDS=1 $(PY) -m pytest tests/test_stateful_ids.py -q

@@ -29,6 +29,11 @@ SERVICES = {
 MLFLOW_REPOSITORY = "mlops-mlflow"
 
 
+def task_family(env: str, service: str) -> str:
+    """Task definition families are per account: prefixed per environment, which may share one."""
+    return f"mlops-{env}-{service}"
+
+
 def service_log_group(env: str, service: str) -> str:
     return f"/ecs/mlops-{env}/{service}"
 

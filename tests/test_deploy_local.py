@@ -40,7 +40,9 @@ BROKEN_TIMEOUT = 90  # seconds, the deploy of BROKEN_APP
 # The whole chain, from the start of the background process (its moto server starts in about 2 s).
 CHAIN_TIMEOUT = 60 + 3 * TIMEOUT + BROKEN_TIMEOUT
 NEW_TAG = "abc1234"
-FAMILIES = ("mlops-backend-service", "mlops-mlflow", "mlops-inference")
+SERVICE_NAMES = ("mlops-backend-service", "mlops-mlflow", "mlops-inference")
+# Task definition family -> the ECR repository of its image.
+FAMILIES = {f"mlops-dev-{name}": f"mlops-{name}" for name in ("backend", "mlflow", "inference")}
 
 # Reviewed: resource types of MlopsDevFoundation and MlopsDev that moto 5.2.5 has no CloudFormation model for.
 # They are created as stand-ins (nothing to assert on); the custom resource is answered SUCCESS by the watcher.
@@ -227,7 +229,7 @@ def test_services(deployment: Deployment) -> None:
     clusters = ecs.describe_clusters(clusters=["mlops-dev"])["clusters"]
     assert [cluster["status"] for cluster in clusters] == ["ACTIVE"]
     services = {arn.rsplit("/", 1)[-1] for arn in ecs.list_services(cluster="mlops-dev")["serviceArns"]}
-    assert set(FAMILIES) <= services
+    assert set(SERVICE_NAMES) <= services
 
 
 def test_image_tag_rolled(deployment: Deployment) -> None:
@@ -238,7 +240,7 @@ def test_image_tag_rolled(deployment: Deployment) -> None:
     after = deployment.newest_images()
     assert tags(after) == {family: {NEW_TAG} for family in FAMILIES}
     for family, images in after.items():
-        assert all(f".dkr.ecr.{REGION}.amazonaws.com/{family.removesuffix('-service')}:" in i for i in images), images
+        assert all(f".dkr.ecr.{REGION}.amazonaws.com/{FAMILIES[family]}:" in i for i in images), images
 
 
 def test_database(deployment: Deployment) -> None:

@@ -187,7 +187,7 @@ def test_capacity_per_environment(synth: Synth, env: str, spot: bool) -> None:
 def test_task_definition_family_and_size(synth: Synth, env: str, short: str) -> None:
     task = task_definition(synth, env, short)
     size = getattr(synth.configs[env].services, short)
-    assert task["Family"] == SERVICES[short]
+    assert task["Family"] == f"mlops-{env}-{short}"  # per environment: families are per account
     assert (task["Cpu"], task["Memory"]) == (str(size.cpu), str(size.memory_mib))
     assert task["RequiresCompatibilities"] == ["FARGATE"]
     assert service(synth, env, short)[1]["Properties"]["DesiredCount"] == size.desired_count

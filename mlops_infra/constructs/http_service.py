@@ -107,6 +107,9 @@ class HttpServiceOptions:
     alarm_name_prefix: str | None = None  # deployment alarms are named <prefix>-5xx and <prefix>-p99-latency
     # "spot": Fargate Spot (the cluster must enable the Fargate capacity providers); "on_demand": Fargate.
     capacity: Capacity = "on_demand"
+    # The task definition family (default: service_name). Families are per account and region: where environments
+    # share an account, give each its own, or a rollback to "the previous revision" may pick another's.
+    task_family: str | None = None
 
 
 class HttpService(Construct):
@@ -147,7 +150,7 @@ class HttpService(Construct):
         self.task_definition = ecs.FargateTaskDefinition(
             self,
             "Task",
-            family=service_name,
+            family=options.task_family or service_name,
             cpu=options.cpu,
             memory_limit_mib=options.memory_mib,
             task_role=self.task_role,

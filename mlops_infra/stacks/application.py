@@ -291,6 +291,7 @@ class ApplicationStack(Stack):
             off_hours=OffHours(schedule.time_zone, schedule.stop_hour, schedule.start_hour) if schedule else None,
             alarm_name_prefix=names.deployment_alarm_prefix(config.name, short_name),
             capacity=services.capacity,
+            task_family=names.task_family(config.name, short_name),
         )
 
     def _wire_network(self, mlflow_port: int, inference_port: int) -> None:
