@@ -45,6 +45,12 @@ def acknowledge(stacks: EnvironmentStacks, config: EnvironmentConfig) -> None:
     for service in application.services.values():
         _service(service)
     _mlflow(application.mlflow, config)
+    _ack(
+        _default_policy(application.inference.task_role),
+        "IAM5[Resource::*]",
+        "cloudwatch:PutMetricData has no resource-level permissions; the condition cloudwatch:namespace = MLOps "
+        "limits the inference task to the platform's own metrics (InferenceLatency).",
+    )
     _frontend(application.frontend, config)
     if application.cache is not None:
         _ack(

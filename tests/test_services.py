@@ -579,9 +579,23 @@ def test_mlflow_task_role_reaches_its_artifact_prefix_only(synth: Synth, env: st
     assert aliases == {f"alias/mlops-{env}/storage"}
 
 
-@pytest.mark.parametrize(("env", "short"), [case for case in SERVICE_CASES if case[1] != "mlflow"])
-def test_backend_and_inference_task_roles_have_no_grants(synth: Synth, env: str, short: str) -> None:
-    assert task_role_policies(synth, env, short) == []
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_backend_task_role_has_no_grants(synth: Synth, env: str) -> None:
+    assert task_role_policies(synth, env, "backend") == []
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_inference_task_role_may_only_publish_mlops_metrics(synth: Synth, env: str) -> None:
+    """InferenceLatency, which the high-latency alarm watches, comes from the inference task: only that namespace."""
+    (document,) = task_role_policies(synth, env, "inference")
+    assert document["Statement"] == [
+        {
+            "Action": "cloudwatch:PutMetricData",
+            "Condition": {"StringEquals": {"cloudwatch:namespace": "MLOps"}},
+            "Effect": "Allow",
+            "Resource": "*",
+        }
+    ]
 
 
 def _actions(statement: dict[str, Any]) -> list[str]:

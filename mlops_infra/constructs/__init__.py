@@ -4,7 +4,7 @@ None of them reads a file, an environment variable or the environment's name, so
 app can use them: `from mlops_infra.constructs import Network, Database`.
 """
 
-from mlops_infra.constructs.alerting import AlertTopic, PlatformAlarms, Thresholds
+from mlops_infra.constructs.alerting import AlertTopic, PlatformAlarms, Thresholds, grant_put_metrics
 from mlops_infra.constructs.artifact_storage import ArtifactStorage, ReplicationDestination
 from mlops_infra.constructs.backup import BackupPlan, protected_vault
 from mlops_infra.constructs.ci_identity import DeployTarget, GithubOidcRoles
@@ -56,5 +56,6 @@ __all__ = [
     "StopStartTarget",
     "Thresholds",
     "customer_managed_key",
+    "grant_put_metrics",
     "protected_vault",
 ]

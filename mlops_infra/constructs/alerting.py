@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_rds as rds
 from aws_cdk import aws_sns as sns
@@ -81,7 +82,10 @@ class PlatformAlarms(Construct):
         database: rds.IDatabaseInstance,
         models: Sequence[str],
         thresholds: Thresholds,
+        database_stops_on_schedule: bool = False,
     ) -> None:
+        """`database_stops_on_schedule`: the database is stopped after hours, so its metrics go missing every night;
+        its free-storage alarm then treats missing data as missing instead of breaching."""
         super().__init__(scope, id)
         self._prefix = prefix
         self._action = action
@@ -92,7 +96,7 @@ class PlatformAlarms(Construct):
             self._service(name, service)
             for alarm in service.deployment_alarms:
                 self._notify(alarm)
-        self._database(database)
+        self._database(database, stops_on_schedule=database_stops_on_schedule)
         for model in models:
             self._model(model)
 
@@ -201,7 +205,7 @@ class PlatformAlarms(Construct):
             missing=cloudwatch.TreatMissingData.MISSING,
         )
 
-    def _database(self, database: rds.IDatabaseInstance) -> None:
+    def _database(self, database: rds.IDatabaseInstance, *, stops_on_schedule: bool) -> None:
         t = self._thresholds
         five_minutes = Duration.minutes(5)
         self._alarm(
@@ -219,7 +223,8 @@ class PlatformAlarms(Construct):
             metric=database.metric_free_storage_space(statistic="Minimum", period=five_minutes),
             threshold=t.rds_free_storage_gib * 1024**3,
             comparison=cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD,
-            missing=cloudwatch.TreatMissingData.BREACHING,
+            # A database that stops reporting is worth an alarm, unless it is stopped on purpose every night.
+            missing=cloudwatch.TreatMissingData.MISSING if stops_on_schedule else cloudwatch.TreatMissingData.BREACHING,
         )
         self._alarm(
             "DatabaseConnections",
@@ -257,6 +262,17 @@ class PlatformAlarms(Construct):
 def _pascal(name: str) -> str:
     """`sales-forecaster` -> `SalesForecaster`: construct IDs from names."""
     return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", name))
+
+
+def grant_put_metrics(grantee: iam.IGrantable) -> iam.Grant:
+    """Let `grantee` publish the platform's custom metrics (namespace MLOps, e.g. InferenceLatency) and no others:
+    cloudwatch:PutMetricData has no resource-level permissions, so the namespace condition is the only scope."""
+    return iam.Grant.add_to_principal(
+        grantee=grantee,
+        actions=["cloudwatch:PutMetricData"],
+        resource_arns=["*"],
+        conditions={"StringEquals": {"cloudwatch:namespace": MODEL_NAMESPACE}},
+    )
 
 
 def model_metric(model: str, name: str, statistic: str = "Average") -> cloudwatch.Metric:

@@ -39,6 +39,7 @@ from mlops_infra.constructs import (
     Routing,
     Scaling,
     Thresholds,
+    grant_put_metrics,
 )
 from mlops_infra.stacks.common import retention, stateful_removal_policy
 from mlops_infra.stacks.foundation import FoundationStack
@@ -173,6 +174,7 @@ class ApplicationStack(Stack):
             },
             secrets=self._mlflow_client_secrets(),
         )
+        grant_put_metrics(self.inference.task_role)  # MLOps/InferenceLatency, which `mlops-<env>-high-latency` watches
         self._wire_network(mlflow_port, inference_port)
         self.frontend_service = self._build_frontend_service(web) if config.frontend.hosting == "ecs" else None
         self.frontend = self._build_frontend()
@@ -210,6 +212,7 @@ class ApplicationStack(Stack):
             models=config.monitored_models,
             # The config's thresholds carry the construct's field names one to one.
             thresholds=Thresholds(**t.model_dump(), model_missing_data=MISSING_DATA[observability.model_missing_data]),
+            database_stops_on_schedule=config.database.stop_after_hours,
         )
         self.dashboard = PlatformDashboard(
             self,
