@@ -503,7 +503,10 @@ def test_mlflow_secrets(synth: Synth, env: str, auth: bool) -> None:
     admin_secrets = synth.resources(application(env), "AWS::SecretsManager::Secret")
     assert len(admin_secrets) == (1 if auth else 0)
     if auth:
-        assert found["MLFLOW_ADMIN_PASSWORD"] == {"Ref": next(iter(admin_secrets))}
+        ((logical_id, secret),) = admin_secrets.items()
+        assert found["MLFLOW_ADMIN_PASSWORD"] == {"Ref": logical_id}
+        # Basic auth sets the admin's password from it on the first start only: a new secret would lock clients out.
+        assert (secret["DeletionPolicy"], secret["UpdateReplacePolicy"]) == ("Retain", "Retain")
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)

@@ -22,6 +22,7 @@ STATEFUL_TYPES = (
     "AWS::Logs::LogGroup",
     "AWS::RDS::DBInstance",
     "AWS::S3::Bucket",
+    "AWS::SecretsManager::Secret",  # MLflow's admin password: basic auth keeps the first one it saw
 )
 HOW_TO_PROCEED = """
 If this is an accident (a construct was renamed or moved), keep the old ID: rename it back, or pin it with

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -43,7 +44,10 @@ class MlflowServer(Construct):
         tracking_uri: str,
         auth: bool,
         options: HttpServiceOptions,
+        admin_secret_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
+        """`admin_secret_removal_policy`: basic auth creates the admin user with the secret's password on the first
+        start only, so a new secret (the stack deleted and re-created) would lock the clients out: keep it."""
         super().__init__(scope, id)
         self.tracking_uri = tracking_uri
         environment = {
@@ -69,6 +73,7 @@ class MlflowServer(Construct):
                 generate_secret_string=secretsmanager.SecretStringGenerator(
                     password_length=32, exclude_punctuation=True
                 ),
+                removal_policy=admin_secret_removal_policy,
             )
             environment["MLFLOW_AUTH_DB_NAME"] = f"{database_name}_auth"
             environment["MLFLOW_ADMIN_USERNAME"] = "admin"

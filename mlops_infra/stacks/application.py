@@ -127,6 +127,7 @@ class ApplicationStack(Stack):
             tracking_uri=mlflow_uri,
             auth=config.mlflow.auth,
             options=self._options("mlflow", config.services.mlflow, Routing(mlflow_listener, lb.load_balancer, 10)),
+            admin_secret_removal_policy=stateful_removal_policy(config),
         )
         self.backend = HttpService(
             self,
