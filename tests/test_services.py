@@ -387,7 +387,7 @@ def test_request_count_tracking_only_where_configured(synth: Synth, env: str, sh
     queries = {query["Id"]: query for query in tracking["CustomizedMetricSpecification"]["Metrics"]}
     assert queries["perTask"] == {
         "Id": "perTask",
-        "Expression": "IF(tasks > 0, (r0 + r1) / tasks, 0)",
+        "Expression": "IF(tasks > 0, (FILL(r0, 0) + FILL(r1, 0)) / tasks, 0)",
         "Label": f"{SERVICES[short]} requests per task",
         "ReturnData": True,
     }

@@ -450,7 +450,8 @@ class HttpService(Construct):
         metrics.append(
             appscaling.CfnScalingPolicy.TargetTrackingMetricDataQueryProperty(
                 id="perTask",
-                expression="IF(tasks > 0, (r0 + r1) / tasks, 0)",
+                # FILL: the idle target group publishes no RequestCount, and a sum with a missing term is missing.
+                expression="IF(tasks > 0, (FILL(r0, 0) + FILL(r1, 0)) / tasks, 0)",
                 label=f"{self.service_name} requests per task",
                 return_data=True,
             )
