@@ -13,7 +13,7 @@ from aws_cdk import App
 from mlops_infra import compliance
 from mlops_infra.cli_context import cli_settings_context
 from mlops_infra.config import ConfigError, EnvironmentConfig, load_all
-from mlops_infra.stacks import EnvironmentStacks, build_ci, build_environment
+from mlops_infra.stacks import EnvironmentStacks, build_ci, build_environment, build_registries
 
 CDK_JSON = Path(__file__).resolve().parent.parent / "cdk.json"
 # `-c environments=dev,prod` builds only those environments (the default is every config file).
@@ -37,8 +37,9 @@ def create_app(
     configs = _select(app.node.try_get_context(ENVIRONMENTS_CONTEXT_KEY), configs or load_all(config_dir))
     compliance.enable_checks(app)
     environments = {}
+    registries = build_registries(app, configs)
     for config in configs:
-        stacks = build_environment(app, config)
+        stacks = build_environment(app, config, registry=registries[config.aws.region])
         compliance.acknowledge(stacks, config)
         environments[config.name] = stacks
     compliance.acknowledge_ci(build_ci(app, configs))

@@ -39,7 +39,7 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("dev", "staging", "prod")
 # Every stack the shipped config makes: per environment the entry stack, its foundation (and prod's DR-region
-# stack), and the CI identity stack.
+# stack), and the stacks the environments share: the container registry and the CI identity.
 STACKS = (
     "MlopsDev",
     "MlopsDevFoundation",
@@ -48,6 +48,7 @@ STACKS = (
     "MlopsProd",
     "MlopsProdFoundation",
     "MlopsProdDr",
+    "MlopsRegistry",
     "MlopsCi",
 )
 BACKGROUND = pytest.StashKey["Background"]()

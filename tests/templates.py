@@ -23,12 +23,13 @@ def target(value: Any) -> str:
     return str(value["Fn::GetAtt"][0])
 
 
-def imported(synth: Synth, env: str, value: Any) -> Any:
-    """The foundation output value behind an `Fn::ImportValue` of the application stack."""
+def imported(synth: Synth, env: str, value: Any, exporter: str | None = None) -> Any:
+    """The output value behind an `Fn::ImportValue` of the application stack, exported by `exporter` (default: the
+    environment's foundation stack)."""
     name = value["Fn::ImportValue"]
     (output,) = [
         output["Value"]
-        for output in synth.templates[foundation(env)]["Outputs"].values()
+        for output in synth.templates[exporter or foundation(env)]["Outputs"].values()
         if output.get("Export", {}).get("Name") == name
     ]
     return output

@@ -84,7 +84,7 @@ def test_dev_values(configs: dict[str, EnvironmentConfig]) -> None:
     assert dev.database.stop_after_hours is True
     assert dev.network.stop_nat_after_hours is True
     assert dev.services.capacity == "spot"
-    assert dev.registry.max_image_count == 20
+    assert dev.registry.max_image_count == 100  # the registry is shared: the same in every environment
 
 
 def test_staging_values(configs: dict[str, EnvironmentConfig]) -> None:
@@ -296,3 +296,39 @@ def test_account_and_tags_extra_are_accepted(tmp_path: Path) -> None:
     config = load_config("dev", tmp_path)
     assert config.aws.account == "111111111111"
     assert config.tags.extra == {"team": "vision"}
+
+
+# --- rules across environments (checked where the shared stacks are built) --------------------------------------
+
+
+def _shipped_with(env: str, **sections: object) -> list[EnvironmentConfig]:
+    """The shipped configs, with sections of one environment replaced."""
+    return [config.model_copy(update=sections) if config.name == env else config for config in load_all()]
+
+
+def test_environments_sharing_the_registry_need_its_lifecycle_alike(tmp_path: Path) -> None:
+    from mlops_infra.cdk_app import create_app
+    from mlops_infra.config.models import RegistrySettings
+
+    configs = _shipped_with("dev", registry=RegistrySettings(max_image_count=20))
+    with pytest.raises(ConfigError) as raised:
+        create_app(configs=configs, outdir=str(tmp_path))
+    (problem,) = raised.value.problems
+    assert problem.startswith("[registry] differs between environments that share the repositories (")
+    assert "dev: max_image_count = 20, untagged_expiry_days = 7" in problem
+    assert "prod: max_image_count = 100" in problem
+    assert not list(tmp_path.iterdir())  # nothing synthesized
+
+
+def test_shared_stacks_serve_one_account(tmp_path: Path) -> None:
+    from mlops_infra.cdk_app import create_app
+    from mlops_infra.config.models import AwsSettings
+
+    prod = next(config for config in load_all() if config.name == "prod")
+    configs = _shipped_with("prod", aws=AwsSettings(**{**prod.aws.model_dump(), "account": "123456789012"}))
+    with pytest.raises(ConfigError) as raised:
+        create_app(configs=configs, outdir=str(tmp_path))
+    assert raised.value.problems == [
+        "aws.account differs between environments (123456789012, unset): MlopsRegistry serves one account; "
+        "synthesize it per account with -c environments=<the environments of that account>"
+    ]

@@ -138,7 +138,7 @@ CASES: list[Case] = [
     case(
         "missing-required-key",
         "staging.toml",
-        replace("max_image_count = 50", ""),
+        replace("max_image_count = 100", ""),
         "registry.max_image_count",
         "is required but missing",
     ),
@@ -233,8 +233,8 @@ MORE_CASES: list[Case] = [
     case(
         "wrong-type-float-for-int",
         "staging.toml",
-        replace("max_image_count = 50", "max_image_count = 50.0"),
-        "registry.max_image_count = 50.0",
+        replace("max_image_count = 100", "max_image_count = 100.0"),
+        "registry.max_image_count = 100.0",
         "must be a whole number",
     ),
     case(
@@ -247,7 +247,7 @@ MORE_CASES: list[Case] = [
     case(
         "missing-section",
         "dev.toml",
-        replace("[registry]\nmax_image_count = 20", ""),
+        replace("[registry]\nmax_image_count = 100", ""),
         "registry",
         "is required but missing",
     ),
@@ -381,7 +381,7 @@ MORE_CASES: list[Case] = [
                 "staging.toml",
                 chain(
                     replace("nat_gateways = 1", "nat_gateways = 0"),
-                    replace("max_image_count = 50", "max_image_count = 5000"),
+                    replace("max_image_count = 100", "max_image_count = 5000"),
                 ),
             ),
         ),

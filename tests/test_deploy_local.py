@@ -44,7 +44,8 @@ SERVICE_NAMES = ("mlops-backend-service", "mlops-mlflow", "mlops-inference")
 # Task definition family -> the ECR repository of its image.
 FAMILIES = {f"mlops-dev-{name}": f"mlops-{name}" for name in ("backend", "mlflow", "inference")}
 
-# Reviewed: resource types of MlopsDevFoundation and MlopsDev that moto 5.2.5 has no CloudFormation model for.
+DEPLOYED_STACKS = ("MlopsRegistry", "MlopsDevFoundation", "MlopsDev")  # `cdk deploy MlopsDev` and its dependencies
+# Reviewed: resource types of DEPLOYED_STACKS that moto 5.2.5 has no CloudFormation model for.
 # They are created as stand-ins (nothing to assert on); the custom resource is answered SUCCESS by the watcher.
 UNEMULATED = {
     "AWS::ApplicationAutoScaling::ScalableTarget",
@@ -154,7 +155,7 @@ def _registry_config(folder: Path) -> Path:
 
 def deploy_chain(server: LocalAws, watcher: WatcherLog, folder: Path) -> dict[str, Any]:
     """Run in the background process (tests/local_deploy.py), against its moto server: bootstrap, deploy MlopsDev (and
-    its foundation), note the images, redeploy with imageTag=NEW_TAG, note the stand-ins, deploy BROKEN_APP.
+    DEPLOYED_STACKS), note the images, redeploy with imageTag=NEW_TAG, note the stand-ins, deploy BROKEN_APP.
 
     The bootstrap runs in an empty folder, as an operator bootstraps an account: in the repository root the CLI would
     synthesize the whole app first (5 s) for nothing. A failed step ends the chain; the report says why.
@@ -191,6 +192,7 @@ def deployment(pytestconfig: pytest.Config) -> Deployment:
 
 def test_stacks_deployed_and_updated(deployment: Deployment) -> None:
     assert deployment.stack("CDKToolkit")["StackStatus"] == "CREATE_COMPLETE"
+    assert deployment.stack("MlopsRegistry")["StackStatus"] == "CREATE_COMPLETE", deployment.log()
     assert deployment.stack("MlopsDevFoundation")["StackStatus"] == "CREATE_COMPLETE", deployment.log()
     assert deployment.stack("MlopsDev")["StackStatus"] == "UPDATE_COMPLETE", deployment.log()
     outputs = {output["OutputKey"]: output["OutputValue"] for output in deployment.stack("MlopsDev")["Outputs"]}
@@ -204,7 +206,7 @@ def test_stacks_deployed_and_updated(deployment: Deployment) -> None:
 
 
 def test_unemulated_types_are_reviewed(deployment: Deployment) -> None:
-    found = set().union(*(unemulated_types(deployment.template(s)) for s in ("MlopsDevFoundation", "MlopsDev")))
+    found = set().union(*(unemulated_types(deployment.template(s)) for s in DEPLOYED_STACKS))
     assert found == UNEMULATED, (
         f"new (review, then add to UNEMULATED): {sorted(found - UNEMULATED)}; gone: {sorted(UNEMULATED - found)}"
     )

@@ -10,6 +10,8 @@ from aws_cdk.assertions import Match
 from tests.conftest import ENVIRONMENTS, STACKS, Synth
 from tests.templates import foundation
 
+REGISTRY = "MlopsRegistry"
+
 # --- stacks and app -------------------------------------------------------------------------
 
 
@@ -312,15 +314,25 @@ def test_allow_from_opens_5432_to_that_peer_only() -> None:
 # --- container registry ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("env", "keep"), [("dev", 20), ("staging", 50), ("prod", 100)])
-def test_repositories(synth: Synth, env: str, keep: int) -> None:
-    template = synth.template(foundation(env))
-    repositories = synth.resources(foundation(env), "AWS::ECR::Repository")
+def test_repositories_are_shared_by_the_environments(synth: Synth) -> None:
+    """ECR names are unique per account and region: one registry stack, none in an environment's foundation."""
+    for env in ENVIRONMENTS:
+        assert not synth.resources(foundation(env), "AWS::ECR::Repository"), env
+        assert REGISTRY in {stack.stack_name for stack in synth.environments[env].application.dependencies}
+    template = synth.template(REGISTRY)
+    repositories = synth.resources(REGISTRY, "AWS::ECR::Repository")
     assert sorted(r["Properties"]["RepositoryName"] for r in repositories.values()) == [
         "mlops-backend",
         "mlops-frontend",
         "mlops-inference",
         "mlops-mlflow",
+    ]
+    # The logical IDs they had in the foundation stacks (tests/stateful_resources.json): `cdk import` can adopt them.
+    assert sorted(repositories) == [
+        "RegistryMlopsBackendF442E463",
+        "RegistryMlopsFrontendDE482192",
+        "RegistryMlopsInference10BAB304",
+        "RegistryMlopsMlflowDC4888EF",
     ]
     template.all_resources(
         "AWS::ECR::Repository",
@@ -331,11 +343,16 @@ def test_repositories(synth: Synth, env: str, keep: int) -> None:
                 {
                     "ImageTagMutability": "IMMUTABLE",
                     "ImageScanningConfiguration": {"ScanOnPush": True},
-                    "LifecyclePolicy": {"LifecyclePolicyText": Match.string_like_regexp(f'"countNumber":{keep}')},
+                    "LifecyclePolicy": {"LifecyclePolicyText": Match.string_like_regexp('"countNumber":100')},
                 }
             ),
         },
     )
+    assert {synth.configs[env].registry.max_image_count for env in ENVIRONMENTS} == {100}
+    # Protected as soon as one environment sharing it is (staging, prod).
+    (registry,) = {stack for env in ENVIRONMENTS for stack in synth.environments[env].application.dependencies
+                   if stack.stack_name == REGISTRY}  # fmt: skip
+    assert registry.termination_protection is True
 
 
 # --- artifact storage -----------------------------------------------------------------------

@@ -976,14 +976,14 @@ def test_outputs(synth: Synth, env: str) -> None:
     ("env", "short", "repository"),
     [(env, short, f"mlops-{short}") for env in ENVIRONMENTS for short in ("backend", "inference")],
 )
-def test_backend_and_inference_images_come_from_the_foundation_registry(
+def test_backend_and_inference_images_come_from_the_shared_registry(
     synth: Synth, env: str, short: str, repository: str
 ) -> None:
     parts = container(synth, env, short)["Image"]["Fn::Join"][1]
     assert parts[-1] == ":initial"
     (name_import,) = [part for part in parts if isinstance(part, dict) and "Fn::ImportValue" in part]
-    repository_id = imported(synth, env, name_import)["Ref"]
-    resource = synth.templates[foundation(env)]["Resources"][repository_id]
+    repository_id = imported(synth, env, name_import, exporter="MlopsRegistry")["Ref"]
+    resource = synth.templates["MlopsRegistry"]["Resources"][repository_id]
     assert resource["Type"] == "AWS::ECR::Repository"
     assert resource["Properties"]["RepositoryName"] == repository
 

@@ -22,6 +22,7 @@ from tests.conftest import ROOT, Synth
 
 STACK = "MlopsDev"
 FOUNDATION = "MlopsDevFoundation"
+REGISTRY = "MlopsRegistry"
 IMAGE_TAG = "abc1234"
 DOMAIN = "mlops.example.com"
 CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/abc"
@@ -165,7 +166,7 @@ def test_the_variant_config_switches_every_option_on(variant: Variant) -> None:
 
 
 def test_only_the_dev_environment_is_synthesized(variant: Variant) -> None:
-    assert set(variant.templates) == {STACK, FOUNDATION, "MlopsCi"}
+    assert set(variant.templates) == {STACK, FOUNDATION, REGISTRY, "MlopsCi"}
 
 
 def test_the_variant_passes_cdk_nag(variant: Variant) -> None:
@@ -245,8 +246,8 @@ def image_source(variant: Variant, image: Any) -> tuple[str, str]:
     parts = image["Fn::Join"][1]
     assert parts[-3] == "/", image
     export = parts[-2]["Fn::ImportValue"]
-    (output,) = [o for o in variant.templates[FOUNDATION]["Outputs"].values() if o["Export"]["Name"] == export]
-    repository = variant.templates[FOUNDATION]["Resources"][output["Value"]["Ref"]]
+    (output,) = [o for o in variant.templates[REGISTRY]["Outputs"].values() if o["Export"]["Name"] == export]
+    repository = variant.templates[REGISTRY]["Resources"][output["Value"]["Ref"]]
     assert repository["Type"] == "AWS::ECR::Repository"
     tag = parts[-1]
     assert tag.startswith(":"), image

@@ -26,6 +26,7 @@ from mlops_infra import names
 from mlops_infra.config import IMAGE_TAG_PATTERN, IMAGE_TAG_RULE, ConfigError, EnvironmentConfig, ServiceSize
 from mlops_infra.constructs import (
     AlertTopic,
+    ContainerRegistry,
     Deployment,
     FeatureCache,
     FrontendDistribution,
@@ -61,11 +62,19 @@ class ApplicationStack(Stack):
     """Cluster, internal load balancer, the four services, the CloudFront edge and the optional cache."""
 
     def __init__(
-        self, scope: Construct, id: str, *, config: EnvironmentConfig, foundation: FoundationStack, **kwargs: Any
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        config: EnvironmentConfig,
+        foundation: FoundationStack,
+        registry: ContainerRegistry,
+        **kwargs: Any,
     ) -> None:
         super().__init__(scope, id, **kwargs)
         self.config = config
         self.foundation = foundation
+        self.registry = registry
         self.image_tag = self._image_tag()
         vpc = foundation.network.vpc
         self.cluster = ecs.Cluster(
@@ -241,9 +250,7 @@ class ApplicationStack(Stack):
         return tag
 
     def _registry_image(self, repository: str) -> ecs.ContainerImage:
-        return ecs.ContainerImage.from_ecr_repository(
-            self.foundation.registry.repositories[repository], tag=self.image_tag
-        )
+        return ecs.ContainerImage.from_ecr_repository(self.registry.repositories[repository], tag=self.image_tag)
 
     def _mlflow_image(self) -> ecs.ContainerImage:
         if self.config.mlflow.image == "registry":

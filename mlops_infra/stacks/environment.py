@@ -14,6 +14,7 @@ from mlops_infra.stacks.ci import CI_STACK_NAME, CiStack
 from mlops_infra.stacks.common import aws_environment
 from mlops_infra.stacks.disaster_recovery import DisasterRecoveryStack
 from mlops_infra.stacks.foundation import FoundationStack
+from mlops_infra.stacks.registry import REGISTRY_STACK_NAME, RegistryStack
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,9 @@ def stack_name(config: EnvironmentConfig, suffix: str = "") -> str:
     return f"Mlops{config.title}{suffix}"
 
 
-def build_environment(scope: Construct, config: EnvironmentConfig) -> EnvironmentStacks:
-    """Create every stack of one environment, tagged, with its dependencies declared."""
+def build_environment(scope: Construct, config: EnvironmentConfig, *, registry: RegistryStack) -> EnvironmentStacks:
+    """Create every stack of one environment, tagged, with its dependencies declared; its images come from
+    `registry` (shared by the environments of its account and region)."""
     protected = config.termination_protection
     disaster_recovery = None
     if config.has_dr_region_stack and config.aws.dr_region:
@@ -55,7 +57,7 @@ def build_environment(scope: Construct, config: EnvironmentConfig) -> Environmen
         config=config,
         env=aws_environment(config),
         termination_protection=protected,
-        description=f"MLOps Studio {config.name}: network, keys, database, registries and buckets",
+        description=f"MLOps Studio {config.name}: network, keys, database and buckets",
     )
     if disaster_recovery is not None:
         # The replication rule and the backup copy rule name the DR-region bucket and vault: they must exist first.
@@ -65,10 +67,12 @@ def build_environment(scope: Construct, config: EnvironmentConfig) -> Environmen
         stack_name(config),
         config=config,
         foundation=foundation,
+        registry=registry.registry,
         env=aws_environment(config),
         description=f"MLOps Studio {config.name}: services (deploy this stack; it pulls in its dependencies)",
     )
     application.add_stack_dependency(foundation, "services run in the foundation's network and data")
+    application.add_stack_dependency(registry, "services pull their images from the registry's repositories")
     stacks = EnvironmentStacks(application=application, foundation=foundation, disaster_recovery=disaster_recovery)
     for stack in stacks.all:
         _tag(stack, config)
@@ -87,17 +91,53 @@ def _tag(stack: Stack, config: EnvironmentConfig) -> None:
         Tags.of(stack).add(key, value)
 
 
-def build_ci(scope: Construct, configs: Sequence[EnvironmentConfig]) -> CiStack:
-    """`MlopsCi` for the environments of one account (deploy it once per account)."""
+def _one_account(configs: Sequence[EnvironmentConfig], stack: str) -> None:
     accounts = {config.aws.account for config in configs}
     if len(accounts) != 1:
-        shown = ", ".join(sorted(str(account) for account in accounts))
+        shown = ", ".join(sorted(account or "unset" for account in accounts))
         raise ConfigError(
             [
-                f"aws.account differs between environments ({shown}): MlopsCi serves one account; "
+                f"aws.account differs between environments ({shown}): {stack} serves one account; "
                 "synthesize it per account with -c environments=<the environments of that account>"
             ]
         )
+
+
+def _tag_shared(stack: Stack, first: EnvironmentConfig) -> None:
+    """A stack shared by environments: the project's tags, no `Environment`."""
+    for key, value in {
+        "Project": first.tags.project,
+        "Owner": first.tags.owner,
+        "CostCenter": first.tags.cost_center,
+    }.items():
+        Tags.of(stack).add(key, value)
+
+
+def build_registries(scope: Construct, configs: Sequence[EnvironmentConfig]) -> dict[str, RegistryStack]:
+    """Region -> the `MlopsRegistry` stack its environments share (named `MlopsRegistry<Region>` where the
+    environments span several regions)."""
+    _one_account(configs, REGISTRY_STACK_NAME)
+    regions = sorted({config.aws.region for config in configs})
+    registries = {}
+    for region in regions:
+        sharing = [config for config in configs if config.aws.region == region]
+        suffix = "" if len(regions) == 1 else "".join(part.capitalize() for part in region.split("-"))
+        stack = RegistryStack(
+            scope,
+            f"{REGISTRY_STACK_NAME}{suffix}",
+            configs=sharing,
+            env=aws_environment(sharing[0]),
+            termination_protection=any(config.termination_protection for config in sharing),
+            description=f"MLOps Studio container registry of {', '.join(c.name for c in sharing)} in {region}",
+        )
+        _tag_shared(stack, sharing[0])
+        registries[region] = stack
+    return registries
+
+
+def build_ci(scope: Construct, configs: Sequence[EnvironmentConfig]) -> CiStack:
+    """`MlopsCi` for the environments of one account (deploy it once per account)."""
+    _one_account(configs, CI_STACK_NAME)
     first = configs[0]
     stack = CiStack(
         scope,
@@ -107,10 +147,5 @@ def build_ci(scope: Construct, configs: Sequence[EnvironmentConfig]) -> CiStack:
         termination_protection=any(config.production for config in configs),
         description="MLOps Studio CI: GitHub OIDC provider, pull-request diff role, deploy role per environment",
     )
-    for key, value in {
-        "Project": first.tags.project,
-        "Owner": first.tags.owner,
-        "CostCenter": first.tags.cost_center,
-    }.items():
-        Tags.of(stack).add(key, value)
+    _tag_shared(stack, first)
     return stack

@@ -18,7 +18,6 @@ from mlops_infra.config import EnvironmentConfig
 from mlops_infra.constructs import (
     ArtifactStorage,
     BackupPlan,
-    ContainerRegistry,
     Database,
     DataKeys,
     Network,
@@ -30,7 +29,7 @@ from mlops_infra.stacks.common import database_removal_policy, retention, statef
 
 
 class FoundationStack(Stack):
-    """Keys, VPC, database, container registry and models bucket of one environment."""
+    """Keys, VPC, database and models bucket of one environment."""
 
     def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
@@ -73,13 +72,6 @@ class FoundationStack(Stack):
             log_encryption_key=self.keys.logs,
             log_retention=retention(database.log_retention_days),
             performance_insights=database.performance_insights,
-        )
-        self.registry = ContainerRegistry(
-            self,
-            "Registry",
-            repository_names=names.REPOSITORY_NAMES,
-            max_image_count=config.registry.max_image_count,
-            untagged_expiry_days=config.registry.untagged_expiry_days,
         )
         self.after_hours = self._stop_after_hours(config)
         schedule = config.services.schedule
