@@ -720,6 +720,46 @@ def test_no_ingress_from_the_internet_in_any_stack(synth: Synth) -> None:
     assert checked > 20
 
 
+def egress_of(synth: Synth, env: str, group: str) -> set[tuple[str, int]]:
+    """(destination, port) of every egress rule of a security group: a CIDR, or the destination group's role."""
+
+    def role(destination: Any) -> str:
+        if "Fn::ImportValue" in destination:
+            assert "DatabaseSecurityGroup" in destination["Fn::ImportValue"], destination
+            return "database"
+        name = target(destination)
+        for prefix, found in (("LoadBalancerSecurityGroup", "load balancer"), ("FeatureCacheSecurityGroup", "cache")):
+            if name.startswith(prefix):
+                return found
+        raise AssertionError(f"unexpected egress destination {destination}")
+
+    stack = application(env)
+    inline = synth.templates[stack]["Resources"][group]["Properties"].get("SecurityGroupEgress", [])
+    rules = {(rule["CidrIp"], rule["FromPort"]) for rule in inline if rule["IpProtocol"] == "tcp"}
+    assert all(rule["IpProtocol"] == "tcp" for rule in inline), inline  # no "-1": all traffic
+    for rule in synth.resources(stack, "AWS::EC2::SecurityGroupEgress").values():
+        properties = rule["Properties"]
+        if properties["GroupId"] == {"Fn::GetAtt": [group, "GroupId"]}:
+            assert properties["FromPort"] == properties["ToPort"], properties
+            rules.add((role(properties["DestinationSecurityGroupId"]), properties["FromPort"]))
+    return rules
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_tasks_reach_https_and_their_named_peers_only(synth: Synth, env: str) -> None:
+    """Egress per service: HTTPS anywhere (AWS APIs through NAT or endpoints, image pulls, logs, secrets), then
+    exactly the peers it calls; never all traffic."""
+    cache = {("cache", 6379)} if synth.configs[env].cache.enabled else set()
+    https = {("0.0.0.0/0", 443)}
+    expected = {
+        "backend": https | {("load balancer", 5000), ("load balancer", 8080), ("database", 5432)} | cache,
+        "mlflow": https | {("database", 5432)},
+        "inference": https | {("load balancer", 5000)} | cache,
+    }
+    assert {short: egress_of(synth, env, security_group(synth, env, short)) for short in SERVICES} == expected
+    assert cache == (set() if env != "prod" else {("cache", 6379)})
+
+
 @pytest.mark.parametrize(
     ("env", "idle_timeout", "deletion_protection"), [("dev", 60, False), ("staging", 60, False), ("prod", 120, True)]
 )

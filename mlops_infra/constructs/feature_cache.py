@@ -58,3 +58,4 @@ class FeatureCache(Construct):
             snapshot_retention_limit=1,
         )
         self.endpoint_address = self.replication_group.attr_primary_end_point_address
+        self.port = CACHE_PORT

@@ -110,6 +110,9 @@ class HttpServiceOptions:
     # The task definition family (default: service_name). Families are per account and region: where environments
     # share an account, give each its own, or a rollback to "the previous revision" may pick another's.
     task_family: str | None = None
+    # False: the tasks may open HTTPS (443) connections anywhere (AWS APIs, image pulls, logs, secrets) and whatever
+    # `allow_to` grants; True: any outbound traffic.
+    allow_all_outbound: bool = False
 
 
 class HttpService(Construct):
@@ -173,8 +176,12 @@ class HttpService(Construct):
             "SecurityGroup",
             vpc=options.cluster.vpc,
             description=f"{service_name} tasks",
-            allow_all_outbound=True,
+            allow_all_outbound=options.allow_all_outbound,
         )
+        if not options.allow_all_outbound:
+            self.security_group.add_egress_rule(
+                ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS: AWS APIs, image pulls, logs and secrets"
+            )
         self.service = ecs.FargateService(
             self,
             "Service",
@@ -310,6 +317,10 @@ class HttpService(Construct):
         )
         target.attach_to_application_target_group(blue)  # also opens the port to the load balancer
         return blue, green
+
+    def allow_to(self, peer: ec2.ISecurityGroup, port: int, description: str) -> None:
+        """Let the tasks open connections to `peer` on `port` (the peer must admit them too: its ingress rule)."""
+        self.security_group.add_egress_rule(peer, ec2.Port.tcp(port), description)
 
     def _build_metrics(self) -> ServiceMetrics:
         """The service's metrics over both target groups (the live one changes with canary and blue/green)."""

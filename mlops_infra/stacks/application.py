@@ -308,13 +308,17 @@ class ApplicationStack(Stack):
     def _wire_network(self, mlflow_port: int, inference_port: int) -> None:
         """Who may call whom: each rule names its caller."""
         lb = self.load_balancer
-        backend = self.backend.security_group
-        inference = self.inference.security_group
-        lb.allow(mlflow_port, backend, "backend -> MLflow")
-        lb.allow(mlflow_port, inference, "inference -> MLflow (loads the champion model)")
-        lb.allow(inference_port, backend, "backend -> inference")
-        self.foundation.database.allow_from(backend, "backend")
-        self.foundation.database.allow_from(self.mlflow.service.security_group, "MLflow backend store")
+        database = self.foundation.database
+        for caller, port, description in (
+            (self.backend, mlflow_port, "backend -> MLflow"),
+            (self.inference, mlflow_port, "inference -> MLflow (loads the champion model)"),
+            (self.backend, inference_port, "backend -> inference"),
+        ):
+            lb.allow(port, caller.security_group, description)
+            caller.allow_to(lb.security_group, port, description)
+        for caller, description in ((self.backend, "backend"), (self.mlflow.service, "MLflow backend store")):
+            database.allow_from(caller.security_group, description)
+            caller.allow_to(database.security_group, database.port, f"{description} -> database")
 
     def _build_edge_logs(self) -> s3.Bucket:
         """Access logs of the load balancer and CloudFront (CloudFront's standard logs need ACLs)."""
@@ -381,16 +385,20 @@ class ApplicationStack(Stack):
         cache = self.config.cache
         if not cache.enabled:
             return None
-        return FeatureCache(
+        clients = [self.backend, self.inference]
+        feature_cache = FeatureCache(
             self,
             "FeatureCache",
             vpc=self.foundation.network.vpc,
             engine=cache.engine,
             node_type=cache.node_type,
             replicas=cache.replicas,
-            clients=[self.backend.security_group, self.inference.security_group],
+            clients=[client.security_group for client in clients],
             encryption_key=self.foundation.keys.database,
         )
+        for client in clients:
+            client.allow_to(feature_cache.security_group, feature_cache.port, f"{client.service_name} -> feature cache")
+        return feature_cache
 
     def _outputs(self, mlflow_uri: str, inference_uri: str) -> None:
         """What operators and the smoke check read (`aws cloudformation describe-stacks`)."""
