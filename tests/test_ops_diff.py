@@ -18,6 +18,7 @@ whole suite, this module's CPU went from about 11 s to 5 s.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -190,10 +191,10 @@ def test_cdk_diff_markers_are_parsed() -> None:
         ]
     )
     assert changes.parse_cdk_diff(output) == {
-        "OldBucket1234ABCD": changes.CdkMarker("orphan"),
-        "DatabaseInstanceAA8A5FDE": changes.CdkMarker("replace", ("DBInstanceIdentifier",)),
-        "KeyABCD1234": changes.CdkMarker("may be replaced", ("KeySpec",)),
-        "Setting1234ABCD": changes.CdkMarker(""),
+        "OldBucket1234ABCD": changes.CdkMarker("orphan", type="AWS::S3::Bucket"),
+        "DatabaseInstanceAA8A5FDE": changes.CdkMarker("replace", ("DBInstanceIdentifier",), "AWS::RDS::DBInstance"),
+        "KeyABCD1234": changes.CdkMarker("may be replaced", ("KeySpec",), "AWS::KMS::Key"),
+        "Setting1234ABCD": changes.CdkMarker("", type="AWS::SSM::Parameter"),
     }
 
 
@@ -218,3 +219,84 @@ def test_in_place_replacement_of_a_stateful_resource_is_destructive() -> None:
         "properties: DBInstanceIdentifier; UpdateReplacePolicy; DBInstanceIdentifier requires"
     )
     assert "UpdateReplacePolicy Snapshot: a final snapshot is taken" in change.what
+
+
+# `cdk diff` (the pinned CLI) of a subnet group whose name changed: the database that references it is unchanged in
+# the template, yet CloudFormation replaces it too, and `cdk diff` says so.
+REPLACED_THROUGH_A_REFERENCE = """\
+Stack MlopsDevFoundation
+Resources
+[~] AWS::RDS::DBSubnetGroup Database/Subnets DatabaseSubnets56F17B9A replace
+ └─ [~] DBSubnetGroupName (requires replacement)
+     ├─ [-] mlops-dev-a
+     └─ [+] mlops-dev-b
+[~] AWS::RDS::DBInstance Database/Instance DatabaseInstanceAA8A5FDE replace
+ └─ [~] DBSubnetGroupName (requires replacement)
+     └─ [~] .Ref:
+         ├─ [-] DatabaseSubnets56F17B9A
+         └─ [+] DatabaseSubnets56F17B9A (replaced)
+"""
+
+
+def test_a_stateful_resource_replaced_through_a_reference_is_destructive() -> None:
+    def template(group_name: str) -> dict[str, object]:
+        group = {"Type": "AWS::RDS::DBSubnetGroup", "Properties": {"DBSubnetGroupName": group_name}}
+        database = {
+            "Type": "AWS::RDS::DBInstance",
+            "Properties": {"DBSubnetGroupName": {"Ref": "DatabaseSubnets56F17B9A"}},
+        }
+        return {"Resources": {"DatabaseSubnets56F17B9A": group, "DatabaseInstanceAA8A5FDE": database}}
+
+    resource_changes, sections = changes.compare_templates(template("mlops-dev-a"), template("mlops-dev-b"))
+    assert [change.logical_id for change in resource_changes] == ["DatabaseSubnets56F17B9A"]  # the database: same text
+    stack = changes.StackDiff("MlopsDevFoundation", "changed", resource_changes, sections)
+    changes.apply_markers(stack, changes.parse_cdk_diff(REPLACED_THROUGH_A_REFERENCE))
+
+    [database] = stack.destructive
+    assert (database.logical_id, database.type, database.action) == (
+        "DatabaseInstanceAA8A5FDE",
+        "AWS::RDS::DBInstance",
+        "replaced",
+    )
+    assert database.what == (
+        "unchanged in the template, but a resource it references is replaced: DBSubnetGroupName requires "
+        "replacement (`cdk diff`: replace)"
+    )
+    assert [(change.logical_id, change.action) for change in stack.changes] == [
+        ("DatabaseInstanceAA8A5FDE", "replaced"),
+        ("DatabaseSubnets56F17B9A", "replaced"),
+    ]
+    assert stack.count("replaced") == 2
+
+
+# --- unreadable JSON ------------------------------------------------------------------------------------------
+
+
+def test_malformed_cdk_context_json_is_a_sentence(
+    repo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    context = repo / "cdk.context.json"  # untracked: the working tree's only
+    context.write_text('{"availability-zones:account=1:region=us-east-1": [', encoding="utf-8")
+    try:
+        assert _diff(repo, tmp_path / "diff.md", "HEAD~1") == 1
+    finally:
+        context.unlink()
+    error = capsys.readouterr().err
+    assert error.startswith(f"mlops-ops: {context.resolve()}: not valid JSON (Expecting value: line 1")
+    assert "Traceback" not in error
+    assert len(_worktrees(repo).splitlines()) == 1
+
+
+@pytest.mark.parametrize(("text", "problem"), [("{", "not valid JSON"), ("[]", "not a JSON object")])
+def test_malformed_manifest_is_a_sentence(tmp_path: Path, text: str, problem: str) -> None:
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(text, encoding="utf-8")
+    with pytest.raises(diff.DiffFailed, match=f"^{re.escape(str(manifest))}: {problem}"):
+        diff._stacks(tmp_path)
+    synth = diff._Synth("working tree", tmp_path, tmp_path, None, manifest, manifest)  # type: ignore[arg-type]
+    with pytest.raises(diff.DiffFailed, match=f"^{re.escape(str(manifest))}: {problem}"):
+        diff._check_assembly(synth)
+    template = tmp_path / "Tiny.template.json"
+    template.write_text(text, encoding="utf-8")
+    with pytest.raises(diff.DiffFailed, match=f"^{re.escape(str(template))}: {problem}"):
+        diff._compare("Tiny", diff._Stack("Tiny", template), None)

@@ -47,10 +47,21 @@ Status = Literal["changed", "new", "removed", "unchanged"]
 
 @dataclass(frozen=True)
 class CdkMarker:
-    """What `cdk diff` printed for one resource: its impact word and the properties forcing a replacement."""
+    """What `cdk diff` printed for one resource: its impact word, the properties forcing a replacement, its type."""
 
     impact: str
     replacing: tuple[str, ...] = ()
+    type: str = ""
+
+    @property
+    def replaces(self) -> bool:
+        return self.impact in ("replace", "may be replaced")
+
+    def replacement(self) -> str:
+        """`A, B requires replacement (`cdk diff`: replace)`."""
+        forcing = ", ".join(self.replacing) or "a property"
+        verb = "requires" if self.impact == "replace" else "may require"
+        return f"{forcing} {verb} replacement (`cdk diff`: {self.impact})"
 
 
 @dataclass(frozen=True)
@@ -194,26 +205,33 @@ def parse_cdk_diff(output: str) -> dict[str, CdkMarker]:
             impact = next((word for word in IMPACTS if rest.endswith(" " + word)), "")
             tokens = rest.removesuffix(" " + impact).split(" ") if impact else rest.split(" ")
             current = tokens[-1]
-            markers[current] = CdkMarker(impact)
+            markers[current] = CdkMarker(impact, type=match["type"])
         elif current and (match := PROPERTY_LINE.match(line)):
             marker = markers[current]
-            markers[current] = CdkMarker(marker.impact, (*marker.replacing, match["name"]))
+            markers[current] = CdkMarker(marker.impact, (*marker.replacing, match["name"]), marker.type)
         elif not line.startswith((" ", "\u2502")):
             current = None
     return markers
 
 
 def apply_markers(diff: StackDiff, markers: Mapping[str, CdkMarker]) -> None:
-    """In-place replacements come from `cdk diff`; so do its words on deletions (destroy / orphan)."""
+    """In-place replacements come from `cdk diff`; so do its words on deletions (destroy / orphan).
+
+    `cdk diff` also marks a resource whose template is unchanged when something it references is replaced (its
+    `Ref` then names a new physical resource): such a resource is replaced too.
+    """
     updated: list[ResourceChange] = []
     for change in diff.changes:
         marker = markers.get(change.logical_id)
-        if change.action == "changed" and marker and marker.impact in ("replace", "may be replaced"):
-            forcing = ", ".join(marker.replacing) or "a property"
-            verb = "requires" if marker.impact == "replace" else "may require"
-            what = f"{change.what}; {forcing} {verb} replacement (`cdk diff`: {marker.impact}){change.if_replaced}"
+        if change.action == "changed" and marker and marker.replaces:
+            what = f"{change.what}; {marker.replacement()}{change.if_replaced}"
             change = ResourceChange(change.logical_id, change.type, "replaced", what)
         elif change.action == "changed" and marker is None:
             change = ResourceChange(change.logical_id, change.type, "changed", f"{change.what} (`cdk diff`: no change)")
         updated.append(change)
+    in_templates = {change.logical_id for change in diff.changes} | {change.partner for change in diff.changes}
+    for logical_id, marker in markers.items():
+        if marker.replaces and logical_id not in in_templates:
+            what = f"unchanged in the template, but a resource it references is replaced: {marker.replacement()}"
+            updated.append(ResourceChange(logical_id, marker.type or "?", "replaced", what))
     diff.changes = sorted(updated, key=_order)

@@ -328,13 +328,22 @@ def _app_command(app_dir: Path, python: str) -> list[str]:
 
 def _cdk_json(app_dir: Path) -> dict[str, Any]:
     path = app_dir / "cdk.json"
+    if not path.is_file():
+        raise DiffFailed(f"{path}: not found (the base ref has no CDK app there)")
+    return _read_json(path)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file; unreadable or malformed: DiffFailed naming the file."""
     try:
-        settings: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DiffFailed(f"{path}: not found (the base ref has no CDK app there)") from None
-    except json.JSONDecodeError as error:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise DiffFailed(f"{path}: cannot read it ({error.strerror or error})") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
         raise DiffFailed(f"{path}: not valid JSON ({error})") from None
-    return settings
+    if not isinstance(data, dict):
+        raise DiffFailed(f"{path}: not a JSON object")
+    return data
 
 
 def _context(app_dir: Path) -> dict[str, Any]:
@@ -343,7 +352,7 @@ def _context(app_dir: Path) -> dict[str, Any]:
     context: dict[str, Any] = dict(settings.get("context", {}))
     context_file = app_dir / "cdk.context.json"
     if context_file.is_file():
-        context.update(json.loads(context_file.read_text(encoding="utf-8")))
+        context.update(_read_json(context_file))
     context.update(cli_settings_context(settings))
     return context
 
@@ -352,7 +361,7 @@ def _check_assembly(synth: _Synth) -> None:
     manifest = synth.outdir / "manifest.json"
     if not manifest.is_file():
         raise DiffFailed(f"synthesizing {synth.label} wrote no cloud assembly (no {manifest.name}) in {synth.outdir}")
-    missing = json.loads(manifest.read_text(encoding="utf-8")).get("missing")
+    missing = _read_json(manifest).get("missing")
     if missing:
         keys = ", ".join(sorted(str(entry.get("key")) for entry in missing))
         raise DiffFailed(
@@ -390,7 +399,7 @@ class _Stack:
 
 def _stacks(outdir: Path, prefix: Path = Path()) -> dict[str, _Stack]:
     """Every CloudFormation stack of an assembly, nested assemblies (stages) included."""
-    manifest = json.loads((outdir / prefix / "manifest.json").read_text(encoding="utf-8"))
+    manifest = _read_json(outdir / prefix / "manifest.json")
     found: dict[str, _Stack] = {}
     for artifact_id, artifact in manifest.get("artifacts", {}).items():
         properties = artifact.get("properties", {})
@@ -412,8 +421,8 @@ def _select(names: list[str], patterns: Sequence[str]) -> list[str]:
 
 
 def _compare(name: str, base: _Stack | None, new: _Stack | None) -> StackDiff:
-    base_template = _load(base.template) if base else {}
-    new_template = _load(new.template) if new else {}
+    base_template = _read_json(base.template) if base else {}
+    new_template = _read_json(new.template) if new else {}
     status: Status = "new" if base is None else "removed" if new is None else "changed"
     changes, sections = compare_templates(base_template, new_template)
     if status == "removed":
@@ -426,11 +435,6 @@ def _compare(name: str, base: _Stack | None, new: _Stack | None) -> StackDiff:
     if status == "changed" and not changes and not sections:
         status = "unchanged"
     return StackDiff(name, status, changes, sections)
-
-
-def _load(path: Path) -> dict[str, Any]:
-    template: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    return template
 
 
 # ---------------------------------------------------------------------------------------------- cdk diff
