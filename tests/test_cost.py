@@ -4,6 +4,7 @@ config or template change moves a total."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ def test_prices_used_by_the_hand_computations() -> None:
     assert {key: BOOK.prices[key] for key in USED_PRICES} == USED_PRICES
     assert BOOK.rds_instance_hour["db.t3.micro"] == 0.018
     assert BOOK.rds_instance_hour["db.t4g.micro"] == 0.016
+    assert BOOK.rds_instance_hour["db.m6g.large"] == 0.159  # PostgreSQL, as the rest of the table (MySQL: 0.152)
     assert BOOK.ec2_instance_hour["t4g.nano"] == 0.0042
     assert BOOK.baseline["nat_gb_per_gateway"] == 10
     assert BOOK.baseline["alb_requests_per_month"] == 2_000_000
@@ -59,6 +61,8 @@ USED_PRICES = {
     "dashboard_month": 3.0,
     "logs_ingestion_gb": 0.5,
     "logs_storage_gb_month": 0.03,
+    "cloudfront_gb": 0.085,
+    "cloudfront_10k_https_requests": 0.01,  # HTTPS, North America / Europe (HTTP: 0.0075)
 }
 
 
@@ -193,8 +197,10 @@ def test_fixture_after_hours_with_spot(dev: EnvironmentConfig) -> None:
 
 
 # The shipped config at the shipped prices; a change to the templates or the prices moves these: review the
-# report (`make cost`) and update them.
-SHIPPED_TOTALS = {"dev": 55.56, "staging": 236.41, "prod": 968.02}
+# report (`make cost`) and update them. Each environment has one CloudFront distribution: 10 GB x 0.085 +
+# 1,000,000 / 10,000 x 0.0100 = 0.85 + 1.00 = 1.85 (0.25 more than at the HTTP rate, 0.0075, of the 55.56, 236.41
+# and 968.02 before); prod's db.m6g.large multi-AZ: 2 x 730 h x 0.159 = 232.14 (10.22 more than at 0.152).
+SHIPPED_TOTALS = {"dev": 55.81, "staging": 236.66, "prod": 978.49}
 DEV_CAP = 60.00  # the issue's promise: dev at most $60 a month at the baseline, after-hours schedule on
 
 
@@ -256,7 +262,7 @@ def test_no_schedule_runs_dev_all_month(synth: Synth, shipped: dict[str, Environ
     fargate, stopped = (730 - 217) * 0.0216, (730 - 238.7) * (0.016 + 0.0042 + 0.005)
     assert always.total - shipped["dev"].total == pytest.approx(fargate + stopped, abs=1e-6)  # 23.46156
     snippet = compare(shipped["dev"], always)
-    assert snippet.startswith("**dev**: $55.56 -> $79.02 per month (+$23.46;")
+    assert snippet.startswith("**dev**: $55.81 -> $79.27 per month (+$23.46;")
     assert "| Fargate mlops-backend-service | $0.94 | $3.15 | +$2.22 |" in snippet
     assert "NAT gateways" not in snippet  # unchanged components are left out
 
@@ -275,9 +281,9 @@ def test_cli_prints_one_table_per_environment(synth: Synth, capsys: pytest.Captu
 def test_cli_text_format_and_one_environment(synth: Synth, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["cost", "--assembly", str(synth.outdir), "--env", "dev", "--format", "text"]) == 0
     out = capsys.readouterr().out
-    assert "dev: $55.56 per month" in out
+    assert "dev: $55.81 per month" in out
     assert "staging" not in out
-    assert any(line.startswith("Total") and line.endswith("$55.56") for line in out.splitlines())
+    assert any(line.startswith("Total") and line.endswith("$55.81") for line in out.splitlines())
 
 
 def test_cli_errors_are_sentences(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -294,6 +300,68 @@ def test_an_unpriced_instance_class_is_named(dev: EnvironmentConfig) -> None:
         cost_of({"MlopsDev": template}, dev)
 
 
+INTRINSIC = {"Ref": "DesiredTasks"}
+BACKUP_PLAN = {
+    "Type": "AWS::Backup::BackupPlan",
+    "Properties": {"BackupPlan": {"BackupPlanRule": [{"Lifecycle": {"DeleteAfterDays": 35}, "CopyActions": [{}]}]}},
+}
+
+
+@pytest.mark.parametrize(
+    ("logical_id", "path", "prop"),
+    [
+        ("Service", ["DesiredCount"], "DesiredCount"),
+        ("Service", ["CapacityProviderStrategy", 0, "Weight"], "CapacityProviderStrategy.Weight"),
+        ("Single", ["Period"], "Period"),
+        ("Math", ["Metrics", 1, "MetricStat", "Period"], "Metrics.MetricStat.Period"),
+        ("NatInstance", ["BlockDeviceMappings", 0, "Ebs", "VolumeSize"], "BlockDeviceMappings.Ebs.VolumeSize"),
+        (
+            "Plan",
+            ["BackupPlan", "BackupPlanRule", 0, "Lifecycle", "DeleteAfterDays"],
+            "BackupPlan.BackupPlanRule.Lifecycle.DeleteAfterDays",
+        ),
+        (
+            "Plan",
+            ["BackupPlan", "BackupPlanRule", 0, "CopyActions", 0, "Lifecycle"],
+            "BackupPlan.BackupPlanRule.CopyActions.Lifecycle.DeleteAfterDays",
+        ),
+    ],
+)
+def test_an_intrinsic_where_a_number_goes_is_named(
+    dev: EnvironmentConfig, tmp_path: Path, logical_id: str, path: list[str | int], prop: str
+) -> None:
+    template = copy.deepcopy(FIXTURE)
+    resources = template["Resources"]
+    resources["Plan"] = copy.deepcopy(BACKUP_PLAN)
+    resources["Service"]["Properties"]["CapacityProviderStrategy"] = [{"CapacityProvider": "FARGATE", "Weight": 1}]
+    resources["NatInstance"]["Properties"]["BlockDeviceMappings"] = [{"Ebs": {"VolumeSize": 8}}]
+    cost_of({"MlopsDev": template}, dev)  # every number literal: an estimate
+    value = INTRINSIC if path[-1] != "Lifecycle" else {"DeleteAfterDays": INTRINSIC}
+    parent = resources[logical_id]["Properties"]
+    for key in path[:-1]:
+        parent = parent[key]
+    parent[path[-1]] = value
+    message = f'MlopsDev/{logical_id}: {prop} = {{"Ref": "DesiredTasks"}} is not a number the estimate can use'
+    with pytest.raises(CostFailed) as failure:
+        cost_of({"MlopsDev": template}, dev)
+    assert str(failure.value) == message
+
+    # `mlops-ops diff` reports it in its cost section instead of failing
+    from mlops_infra.ops.diff import cost_change
+
+    (tmp_path / "MlopsDev.template.json").write_text(json.dumps(template), encoding="utf-8")
+    lines = cost_change(ROOT / "config", tmp_path, ROOT / "config", tmp_path)
+    assert f"- **dev**: no estimate ({message})" in lines
+
+
+def test_a_template_that_is_not_an_object_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "MlopsDev.template.json").write_text("[]", encoding="utf-8")
+    assert cli.main(["cost", "--assembly", str(tmp_path), "--env", "dev"]) == CostFailed.exit_code
+    assert capsys.readouterr().err == (
+        f"mlops-ops: {tmp_path / 'MlopsDev.template.json'}: not a CloudFormation template (a JSON object)\n"
+    )
+
+
 # --- in the offline PR diff -----------------------------------------------------------------
 
 
@@ -303,11 +371,11 @@ def test_the_diff_report_shows_each_environments_monthly_change(synth: Synth, tm
     config = ROOT / "config"
     lines = cost_change(config, synth.outdir, config, synth.outdir)
     assert lines[0] == "## Monthly cost"
-    assert any(line.startswith("**dev**: $55.56 -> $55.56 per month (+$0.00;") for line in lines)
+    assert any(line.startswith("**dev**: $55.81 -> $55.81 per month (+$0.00;") for line in lines)
     assert sum(line.startswith(("**dev**", "**staging**", "**prod**")) for line in lines) == 3
     # a base without this config (an older layout) is said so, not an error
     (tmp_path / "config").mkdir()
     lines = cost_change(tmp_path / "config", synth.outdir, config, synth.outdir)
-    assert "- **prod**: new or not estimable at the base; now 968.02 USD" in lines
+    assert "- **prod**: new or not estimable at the base; now 978.49 USD" in lines
     # an app without a config/ folder (not this project's layout) gets no cost section
     assert cost_change(tmp_path / "none", synth.outdir, tmp_path / "none", synth.outdir) == []

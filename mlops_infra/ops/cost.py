@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -116,6 +117,7 @@ class PriceBook:
 
 
 _TABLES = ("rds_instance_hour", "elasticache_node_hour", "ec2_instance_hour")
+_RULE = "BackupPlan.BackupPlanRule"
 
 
 @cache
@@ -172,9 +174,12 @@ def load_assembly(directory: Path) -> dict[str, dict[str, Any]]:
     templates: dict[str, dict[str, Any]] = {}
     for path in sorted(directory.glob("*.template.json")):
         try:
-            templates[path.name.removesuffix(".template.json")] = json.loads(path.read_text(encoding="utf-8"))
+            template = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as error:
             raise CostFailed(f"{path}: cannot read the template: {error}") from None
+        if not isinstance(template, dict):
+            raise CostFailed(f"{path}: not a CloudFormation template (a JSON object)")
+        templates[path.name.removesuffix(".template.json")] = template
     if not templates:
         raise CostFailed(f"{directory}: no *.template.json files (run `make synth` first)")
     return templates
@@ -214,14 +219,21 @@ class _Resource:
     properties: Mapping[str, Any]
 
     def number(self, key: str, default: float | None = None) -> float:
-        value = self.properties.get(key, default)
+        return self.literal(self.properties.get(key, default), key)
+
+    def literal(self, value: Any, name: str) -> float:
+        """`value`, at property path `name`, as a number; anything else (a CloudFormation intrinsic such as `Ref` or
+        `Fn::If`, a word) is a CostFailed naming the stack, the resource and the property."""
         try:
-            if isinstance(value, bool) or value is None:
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise TypeError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError
+            return number
         except (TypeError, ValueError):
             raise CostFailed(
-                f"{self.stack}/{self.logical_id}: {key} = {json.dumps(value)} is not a number the estimate can use"
+                f"{self.stack}/{self.logical_id}: {name} = {json.dumps(value)} is not a number the estimate can use"
             ) from None
 
     def text(self, key: str) -> str:
@@ -242,7 +254,7 @@ def _ref(value: Any) -> str | None:
 def _spot_share(service: _Resource) -> float:
     """The share of a service's tasks on Fargate Spot, by the weights of its capacity provider strategy."""
     weights = {
-        str(item.get("CapacityProvider")): float(item.get("Weight", 0))
+        str(item.get("CapacityProvider")): service.literal(item.get("Weight", 0), "CapacityProviderStrategy.Weight")
         for item in service.properties.get("CapacityProviderStrategy") or []
         if isinstance(item, Mapping)
     }
@@ -357,11 +369,11 @@ class _Estimate:
 
     def root_volume_gb(self, instance: _Resource) -> float:
         sizes = [
-            float(mapping["Ebs"]["VolumeSize"])
+            instance.literal(mapping["Ebs"]["VolumeSize"], "BlockDeviceMappings.Ebs.VolumeSize")
             for mapping in instance.properties.get("BlockDeviceMappings") or []
             if isinstance(mapping, Mapping)
             and isinstance(mapping.get("Ebs"), Mapping)
-            and isinstance(mapping["Ebs"].get("VolumeSize"), int | float | str)
+            and "VolumeSize" in mapping["Ebs"]
         ]
         return sum(sizes) if sizes else self.book.assume("nat_instance_root_gb")
 
@@ -470,7 +482,9 @@ class _Estimate:
         for plan in plans:
             rules = (plan.properties.get("BackupPlan") or {}).get("BackupPlanRule") or []
             for rule in rules:
-                days = float((rule.get("Lifecycle") or {}).get("DeleteAfterDays", 35))
+                days = plan.literal(
+                    (rule.get("Lifecycle") or {}).get("DeleteAfterDays", 35), f"{_RULE}.Lifecycle.DeleteAfterDays"
+                )
                 stored = size * (1 + change * days)
                 items.append(
                     LineItem(
@@ -480,7 +494,10 @@ class _Estimate:
                     )
                 )
                 for copy in rule.get("CopyActions") or []:
-                    copy_days = float((copy.get("Lifecycle") or {}).get("DeleteAfterDays", days))
+                    copy_days = plan.literal(
+                        (copy.get("Lifecycle") or {}).get("DeleteAfterDays", days),
+                        f"{_RULE}.CopyActions.Lifecycle.DeleteAfterDays",
+                    )
                     copied = size * (1 + change * copy_days)
                     moved = size * change * book.hours_per_month / 24
                     items.append(
@@ -567,12 +584,12 @@ class _Estimate:
             metrics = alarm.properties.get("Metrics")
             if isinstance(metrics, list):
                 periods = [
-                    float((entry["MetricStat"] or {}).get("Period", 60))
+                    alarm.literal((entry["MetricStat"] or {}).get("Period", 60), "Metrics.MetricStat.Period")
                     for entry in metrics
                     if isinstance(entry, Mapping) and "MetricStat" in entry
                 ]
             else:
-                periods = [float(alarm.properties.get("Period", 60))]
+                periods = [alarm.number("Period", 60)]
             high += sum(1 for period in periods if period < 60)
             standard += sum(1 for period in periods if period >= 60)
         composite = len(self.of_type("AWS::CloudWatch::CompositeAlarm"))
