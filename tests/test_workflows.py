@@ -442,7 +442,9 @@ def test_deploy_dev_builds_tags_deploys_smokes_and_notifies(workflows: dict[str,
     assert build["env"]["IMAGE_TAG"] == "${{ steps.tag.outputs.image_tag }}"
     deploy = _step(dev, "deploy", "Deploy MlopsDev")["run"]
     assert deploy.startswith('npx cdk deploy MlopsDev -c "imageTag=$IMAGE_TAG" --require-approval never')
-    assert _step(dev, "deploy", "Smoke test (public endpoints)")["run"].endswith("smoke --env dev --public-only")
+    smoke = _step(dev, "deploy", "Smoke test (public endpoints)")["run"]
+    assert "aws ecs describe-services --cluster mlops-dev --services mlops-backend-service" in smoke
+    assert ".venv/bin/mlops-ops smoke --env dev --public-only" in smoke
     notify = _jobs(dev)["notify"]
     assert notify["if"] == "always()"
     assert notify["environment"] == {"name": "dev", "deployment": False}
@@ -450,6 +452,31 @@ def test_deploy_dev_builds_tags_deploys_smokes_and_notifies(workflows: dict[str,
     assert slack["env"]["SLACK_WEBHOOK_URL"] == "${{ secrets.SLACK_WEBHOOK_URL }}"
     assert "curl --fail" in slack["run"]
     assert '"$SLACK_WEBHOOK_URL"' in slack["run"]
+
+
+@pytest.mark.parametrize(("desired", "checks"), [("1", ["--public-only"]), ("0", ["--only", "frontend"])])
+def test_deploy_dev_smokes_the_frontend_only_after_hours(
+    workflows: dict[str, Workflow], tmp_path: Path, desired: str, checks: list[str]
+) -> None:
+    """Dev scales every service to 0 after hours (config/dev.toml [services.schedule]): no backend to check then."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(
+        '#!/bin/bash\necho "$*" > "$RUNNER_TEMP/aws-args"\necho "$DESIRED"\n', encoding="utf-8"
+    )
+    stub = tmp_path / ".venv" / "bin" / "mlops-ops"
+    stub.parent.mkdir(parents=True)
+    stub.write_text('#!/bin/bash\necho "$*" > "$RUNNER_TEMP/args"\n', encoding="utf-8")
+    for tool in (bin_dir / "aws", stub):
+        tool.chmod(0o755)
+    smoke = _step(workflows["deploy-dev"], "deploy", "Smoke test (public endpoints)")["run"]
+    result = _bash(smoke, tmp_path, DESIRED=desired, PATH=f"{bin_dir}:{os.environ['PATH']}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    aws_args = (tmp_path / "aws-args").read_text(encoding="utf-8").split()
+    assert aws_args[:2] == ["ecs", "describe-services"]
+    assert (tmp_path / "args").read_text(encoding="utf-8").split() == ["smoke", "--env", "dev", *checks]
+    summary = (tmp_path / "summary").read_text(encoding="utf-8")
+    assert ("frontend only" in summary) is (desired == "0")
 
 
 @pytest.mark.parametrize("name", ["promote-staging", "promote-prod"])
