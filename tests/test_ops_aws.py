@@ -203,6 +203,76 @@ def test_rollback_that_does_not_get_stable_times_out(fake_aws: None, capsys: pyt
     assert current_task_definition(ecs) == f"{FAMILY}:2"  # the rollback is deployed anyway
 
 
+CIRCUIT_BREAKER = "ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/1."
+
+
+@pytest.mark.parametrize(
+    ("undone", "message"),
+    [
+        (
+            True,
+            f"ECS put {FAMILY} back on {FAMILY}:3 instead of {FAMILY}:2 (primary deployment COMPLETED: "
+            f"{CIRCUIT_BREAKER.rstrip('.')}): its deployment circuit breaker or a deployment alarm undid the rollback.",
+        ),
+        (
+            False,
+            f"{FAMILY} runs {FAMILY}:2 but its primary deployment is FAILED, not COMPLETED "
+            f"({CIRCUIT_BREAKER.rstrip('.')}).",
+        ),
+    ],
+)
+def test_rollback_that_ecs_does_not_complete_is_a_failed_check(
+    ecs: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], undone: bool, message: str
+) -> None:
+    """The services-stable waiter succeeds once ECS is done, also when its circuit breaker (or an alarm) has put
+    the service back on the revision it left: the CLI's clients then describe what ECS did (moto cannot)."""
+    revision_3 = ecs.describe_task_definition(taskDefinition=f"{FAMILY}:3")["taskDefinition"]["taskDefinitionArn"]
+    updated: list[bool] = []
+
+    def ecs_decides(parsed: dict[str, Any], **_: Any) -> None:
+        if updated:
+            service = parsed["services"][0]
+            primary = service["deployments"][0]
+            primary["rolloutStateReason"] = CIRCUIT_BREAKER
+            if undone:
+                service["taskDefinition"] = revision_3
+            else:
+                primary["rolloutState"] = "FAILED"
+
+    make_client = aws.client
+
+    def client(service: str, args: Any) -> Any:
+        found = make_client(service, args)
+        found.meta.events.register("after-call.ecs.UpdateService", lambda **_: updated.append(True))
+        found.meta.events.register("after-call.ecs.DescribeServices", ecs_decides)
+        return found
+
+    monkeypatch.setattr(aws, "client", client)
+    assert rollback() == 10
+    captured = capsys.readouterr()
+    assert f"{FAMILY} (cluster {CLUSTER}): {FAMILY}:3 -> {FAMILY}:2" in captured.out
+    assert "is stable on" not in captured.out
+    assert captured.err == (
+        f"mlops-ops: {message} See the service's events: "
+        f"`aws ecs describe-services --cluster {CLUSTER} --services {FAMILY}`.\n"
+    )
+
+
+@pytest.mark.parametrize("value", ["inf", "1e309", "nan", "-inf", "0", "-1", "86401", "soon"])
+def test_timeouts_are_finite_and_at_most_a_day(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (
+        ["service", "rollback", "--env", "dev", "--service", "inference", f"--timeout={value}"],
+        ["service", "rollback", "--env", "dev", "--service", "inference", f"--poll-interval={value}"],
+        ["smoke", "--env", "dev", f"--timeout={value}"],
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        assert exit_info.value.code == 2
+        assert f"{value!r} is not a number of seconds above 0 and up to 86400" in capsys.readouterr().err
+    assert aws.positive_seconds("86400") == 86400
+    assert aws.positive_seconds("0.05") == 0.05
+
+
 def test_service_names_are_checked_by_argparse(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["service", "rollback", "--env", "dev", "--service", "database"])
@@ -238,7 +308,32 @@ def test_missing_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys:
     isolate_aws(monkeypatch, tmp_path, credentials=True)
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     assert main(["smoke", "--env", "dev"]) == 9
-    assert "pass --region or set AWS_REGION" in capsys.readouterr().err
+    assert "pass --region or set AWS_REGION (or AWS_DEFAULT_REGION)." in capsys.readouterr().err
+
+
+def test_aws_region_is_read_as_the_aws_cli_reads_it(
+    fake_aws: None, http_server: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """botocore reads AWS_DEFAULT_REGION only; the CLI also AWS_REGION (first, as the AWS CLI), and --region first."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    create_stack("MlopsDev", {"FrontendUrl": http_server}, region="eu-west-1")
+    assert main(["smoke", "--env", "dev", "--only", "frontend"]) == 0
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert main(["smoke", "--env", "dev", "--only", "frontend"]) == 0
+    capsys.readouterr()
+    assert main(["smoke", "--env", "dev", "--only", "frontend", "--region", "us-east-1"]) == 9
+    assert "Stack with id MlopsDev does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["boto3", "botocore.config"])
+def test_missing_ops_extra(module: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    assert main(["smoke", "--env", "dev"]) == 1
+    assert capsys.readouterr().err == (
+        f"mlops-ops: Python package {module} is not installed: the operator commands need the `ops` extra: "
+        'pip install "mlops-infra[ops]".\n'
+    )
 
 
 def test_missing_credentials_through_the_console_script(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -272,6 +367,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     STATUS: ClassVar[dict[str, int]] = {"/": 200, "/api/health": 200, "/health": 200, "/ping": 500, "/slow/ping": 200}
 
     def do_GET(self) -> None:
+        if self.path.startswith("/not-http/"):  # e.g. an SSH server on the port
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.6\r\n")
+            return
         if self.path.startswith("/slow/"):
             time.sleep(1.0)
         status = self.STATUS.get(self.path, 404)
@@ -298,12 +396,12 @@ def closed_port() -> int:
         return port
 
 
-def create_stack(name: str, outputs: dict[str, str]) -> None:
+def create_stack(name: str, outputs: dict[str, str], region: str | None = None) -> None:
     template = {
         "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
         "Outputs": {key: {"Value": value} for key, value in outputs.items()},
     }
-    boto3.client("cloudformation").create_stack(StackName=name, TemplateBody=json.dumps(template))
+    boto3.client("cloudformation", region_name=region).create_stack(StackName=name, TemplateBody=json.dumps(template))
 
 
 @pytest.fixture
@@ -377,6 +475,27 @@ def test_smoke_failures_say_what_went_wrong(stacks: str, capsys: pytest.CaptureF
     assert (rows["mlflow"][1], rows["mlflow"][-1]) == ("refused", "FAIL")
     assert (rows["inference"][:2], rows["inference"][-1]) == ([f"{stacks}/slow/ping", "timeout"], "FAIL")
     assert "2 of 4 checks failed: mlflow, inference" in captured.err
+
+
+def test_smoke_of_answers_that_are_not_http_and_malformed_urls(
+    fake_aws: None, http_server: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    create_stack(
+        "MlopsOdd",
+        {
+            "FrontendUrl": f"{http_server}/not-http",
+            "MlflowTrackingUri": "http://127.0.0.1:port",
+            "InferenceUrl": "internal-alb.example",  # no scheme
+        },
+    )
+    assert main(["smoke", "--env", "odd"]) == 10
+    captured = capsys.readouterr()
+    rows = table(captured.out)
+    assert (rows["frontend"][:3], rows["frontend"][-1]) == ([f"{http_server}/not-http/", "not", "HTTP"], "FAIL")
+    assert rows["backend"][1:3] == ["not", "HTTP"]
+    assert rows["mlflow"][:3] == ["http://127.0.0.1:port/health", "bad", "URL"]
+    assert rows["inference"][:3] == ["internal-alb.example/ping", "bad", "URL"]
+    assert captured.err.startswith("mlops-ops: 4 of 4 checks failed: frontend, backend, mlflow, inference")
 
 
 def test_smoke_of_a_stack_without_an_output(fake_aws: None, capsys: pytest.CaptureFixture[str]) -> None:

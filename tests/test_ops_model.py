@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.server
 import itertools
 import os
+import shlex
 import socket
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 from moto import mock_aws
 
 from mlops_infra.ops.cli import main
@@ -209,6 +211,75 @@ def test_rollback_without_champion(client: MlflowClient, model: str) -> None:
     assert aliases(client, model) == {"champion": "3", "previous": "2"}
 
 
+@pytest.mark.parametrize(
+    ("command", "setup", "half", "repair", "final"),
+    [
+        ("promote {model} 2", ["1"], {"champion": "1", "previous": "1"}, "promote {model} 2", {"champion": "2"}),
+        (
+            "rollback {model}",
+            ["1", "2"],
+            {"champion": "2", "previous": "2"},
+            "rollback {model} --to 1",
+            {"champion": "1"},
+        ),
+    ],
+)
+def test_a_failure_between_the_alias_writes_says_how_to_complete_the_change(
+    client: MlflowClient,
+    model: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    setup: list[str],
+    half: dict[str, str],
+    repair: str,
+    final: dict[str, str],
+) -> None:
+    for version in setup:
+        assert ops("promote", model, version) == 0
+    before = aliases(client, model)
+    capsys.readouterr()
+    writes: list[str] = []
+    set_alias = MlflowClient.set_registered_model_alias
+
+    def second_write_fails(self: MlflowClient, name: str, alias: str, version: str) -> None:
+        writes.append(alias)
+        if len(writes) == 2:
+            raise MlflowException("the registry database is read-only")
+        set_alias(self, name, alias, version)
+
+    monkeypatch.setattr(MlflowClient, "set_registered_model_alias", second_write_fails)
+    assert ops(*command.format(model=model).split()) == 1
+    captured = capsys.readouterr()
+    champion = final["champion"]
+    assert captured.out.startswith(f"{model}: champion {before['champion']} -> {champion}, previous ")  # the plan
+    assert aliases(client, model) == half  # the champion has not moved: served as before
+    repair_command = f"mlops-ops model {repair.format(model=model)}"
+    assert captured.err == (
+        f"mlops-ops: The MLflow server at {client.tracking_uri} refused the request: the registry database is "
+        f"read-only. The alias change of {model} is half made: done previous -> {before['champion']}; not done "
+        f"champion -> {champion}. Complete it with `{repair_command}`.\n"
+    )
+    assert ops(*shlex.split(repair_command)[2:]) == 0
+    assert aliases(client, model) == {"champion": champion, "previous": before["champion"]}
+
+
+def test_a_failure_to_tag_after_the_aliases_moved_says_so(
+    client: MlflowClient, model: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def fails(*_: Any) -> None:
+        raise MlflowException("the registry database is read-only")
+
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", fails)
+    assert ops("promote", model, "1") == 1
+    assert aliases(client, model) == {"champion": "1"}
+    assert capsys.readouterr().err == (
+        f"mlops-ops: The MLflow server at {client.tracking_uri} refused the request: the registry database is "
+        "read-only. The aliases are moved as printed; the tags promoted_by, promoted_at, promoted_with of version 1 "
+        "are not all set.\n"
+    )
+
+
 # --- status ---------------------------------------------------------------------------------------------------
 
 
@@ -319,6 +390,27 @@ def test_server_answering_errors(
     assert capsys.readouterr().err == (
         f"mlops-ops: The MLflow server at {fake_server}/locked refused the request (UNAUTHENTICATED): set "
         "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to an account allowed to manage the model.\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "uri", ["foo://bar", "/tmp/mlruns", "http://[::1", "http://", "https://mlflow:port", "databricks"]
+)
+def test_tracking_uri_is_an_http_url(uri: str, capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["status", "m"], ["promote", "m", "1"], ["rollback", "m"]):
+        assert ops(*argv, "--tracking-uri", uri) == 2
+        assert capsys.readouterr().err == (
+            f"mlops-ops: MLflow tracking URI {uri!r} is not an http:// or https:// URL with a host (the tracking "
+            "server, e.g. http://mlflow.internal:5000): pass another --tracking-uri or MLFLOW_TRACKING_URI.\n"
+        )
+
+
+def test_missing_ops_extra(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # as if not installed
+    assert ops("status", "m", "--tracking-uri", "http://127.0.0.1:9") == 1
+    assert capsys.readouterr().err == (
+        "mlops-ops: Python package mlflow is not installed: the operator commands need the `ops` extra: "
+        'pip install "mlops-infra[ops]".\n'
     )
 
 

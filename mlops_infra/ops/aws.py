@@ -1,7 +1,8 @@
 """Shared AWS helpers of the operator commands: clients, names, and AWS errors as sentences with exit codes.
 
 Credentials and region come from boto3's usual chain (environment, `~/.aws`, SSO, instance or task role);
-`--profile` and `--region` pick others.
+`--profile` and `--region` pick others. The region is `--region`, else AWS_REGION (which botocore itself ignores),
+else boto3's (AWS_DEFAULT_REGION, the profile's).
 """
 
 from __future__ import annotations
@@ -9,14 +10,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
 
-from mlops_infra.ops.errors import AwsFailure, CredentialsMissing
+from mlops_infra.ops.errors import AwsFailure, CredentialsMissing, MissingExtra
 
 ENV_NAME = re.compile(r"^[a-z][a-z0-9]{1,15}$")  # as config/<env>.toml names allow (mlops_infra.config)
 INFERENCE_SERVICE = "mlops-inference"
+MAX_SECONDS = 86_400.0  # a day: the longest wait or timeout an option takes
 
 
 def env_name(value: str) -> str:
@@ -27,13 +30,13 @@ def env_name(value: str) -> str:
 
 
 def positive_seconds(value: str) -> float:
-    """argparse type of the `--timeout`-like options."""
+    """argparse type of the `--timeout`-like options: a finite number of seconds, more than 0 and at most a day."""
     try:
         number = float(value)
     except ValueError:
         number = math.nan
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a positive number of seconds")
+    if not (math.isfinite(number) and 0 < number <= MAX_SECONDS):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds above 0 and up to {MAX_SECONDS:.0f}")
     return number
 
 
@@ -48,18 +51,23 @@ def stack_name(env: str) -> str:
 
 def add_aws_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("AWS")
-    group.add_argument("--region", help="AWS region (default: boto3's, e.g. AWS_REGION or the profile's)")
+    group.add_argument("--region", help="AWS region (default: AWS_REGION, else AWS_DEFAULT_REGION or the profile's)")
     group.add_argument("--profile", help="AWS profile of ~/.aws/config (default: boto3's, e.g. AWS_PROFILE)")
 
 
 def client(service: str, args: argparse.Namespace) -> Any:
     """A boto3 client for `service` with the region and profile of `args` (from `add_aws_arguments`)."""
-    import boto3  # type: ignore[import-untyped]
-    from botocore.config import Config  # type: ignore[import-untyped]
+    try:
+        import boto3  # type: ignore[import-untyped]
+        from botocore.config import Config  # type: ignore[import-untyped]
+    except ImportError as error:
+        raise MissingExtra.of(error) from None
 
     config = Config(connect_timeout=10, read_timeout=30, retries={"max_attempts": 4, "mode": "standard"})
+    # botocore reads AWS_DEFAULT_REGION only; the AWS CLI and most SDKs read AWS_REGION first, and so does this CLI.
+    region = getattr(args, "region", None) or os.environ.get("AWS_REGION") or None
     with aws_errors(f"creating the {service} client"):
-        session = boto3.Session(profile_name=getattr(args, "profile", None), region_name=getattr(args, "region", None))
+        session = boto3.Session(profile_name=getattr(args, "profile", None), region_name=region)
         return session.client(service, config=config)
 
 
@@ -104,7 +112,9 @@ def aws_errors(action: str) -> Iterator[None]:
             "AWS_SECRET_ACCESS_KEY."
         ) from None
     except boto.NoRegionError:
-        raise AwsFailure(f"No AWS region while {action}: pass --region or set AWS_REGION.") from None
+        raise AwsFailure(
+            f"No AWS region while {action}: pass --region or set AWS_REGION (or AWS_DEFAULT_REGION)."
+        ) from None
     except boto.ClientError as error:
         raise AwsFailure(f"AWS refused {action}: {error_message(error)}.") from None
     except boto.WaiterError as error:

@@ -1,11 +1,13 @@
 """`mlops-ops`: the operator CLI. Each command module registers its subcommand.
 
-Errors are sentences on stderr with distinct exit codes (see `errors.py`), never tracebacks.
+Errors are sentences on stderr with distinct exit codes (see `errors.py`), never tracebacks. A closed standard
+output (`mlops-ops ... | head`) ends the command quietly with 141, as a shell reports a process ended by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -25,6 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    try:
+        code = _run(args)
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        # Python's "Note on SIGPIPE": point stdout at devnull so that the flush at exit does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         result: int = args.run(args)
     except OpsError as error:

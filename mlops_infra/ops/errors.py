@@ -42,3 +42,14 @@ class AwsFailure(OpsError):
 
 class CheckFailed(OpsError):
     exit_code = 10
+
+
+class MissingExtra(OpsError):
+    """boto3 or mlflow is not installed: the operator commands that talk to AWS or MLflow need the `[ops]` extra."""
+
+    @classmethod
+    def of(cls, error: ImportError) -> MissingExtra:
+        return cls(
+            f"Python package {error.name or 'boto3 or mlflow'} is not installed: the operator commands need the "
+            '`ops` extra: pip install "mlops-infra[ops]".'
+        )

@@ -8,10 +8,13 @@ With `--redeploy --env ENV` the command then forces a new deployment of ECS serv
 in cluster `mlops-<env>` so that its tasks load the new champion (the service is checked before the
 aliases change).
 
-The tracking server is `--tracking-uri`, else `MLFLOW_TRACKING_URI`; the MLflow client itself reads
+The tracking server is `--tracking-uri`, else `MLFLOW_TRACKING_URI`: an http(s) URL. The MLflow client itself reads
 `MLFLOW_TRACKING_USERNAME`/`MLFLOW_TRACKING_PASSWORD` (or `MLFLOW_TRACKING_TOKEN`) and its HTTP settings
 (`MLFLOW_HTTP_REQUEST_TIMEOUT`, `MLFLOW_HTTP_REQUEST_MAX_RETRIES`: its default of 7 retries with backoff
 takes minutes to give up on an unreachable server). Only `MlflowClient` is used: mlflow-skinny suffices.
+
+An alias change takes two registry writes. The command prints the change before making it and writes `previous`
+first: should the second write fail, the champion has not moved and the error names the command that completes it.
 """
 
 from __future__ import annotations
@@ -21,8 +24,10 @@ import contextlib
 import getpass
 import os
 import re
+import shlex
 import socket
-from collections.abc import Callable, Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -31,6 +36,7 @@ from mlops_infra.ops import aws
 from mlops_infra.ops.errors import (
     AwsFailure,
     CredentialsMissing,
+    MissingExtra,
     NothingToRollBackTo,
     OpsError,
     ServerUnreachable,
@@ -125,7 +131,15 @@ class Registry:
         uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
         if not uri:
             raise UsageError("No MLflow tracking server: pass --tracking-uri or set MLFLOW_TRACKING_URI.")
-        from mlflow import MlflowClient
+        if not _is_http_url(uri):
+            raise UsageError(
+                f"MLflow tracking URI {uri!r} is not an http:// or https:// URL with a host (the tracking server, "
+                "e.g. http://mlflow.internal:5000): pass another --tracking-uri or MLFLOW_TRACKING_URI."
+            )
+        try:
+            from mlflow import MlflowClient
+        except ImportError as error:
+            raise MissingExtra.of(error) from None
 
         return cls(MlflowClient(tracking_uri=uri, registry_uri=uri), uri)
 
@@ -202,6 +216,14 @@ class Registry:
         with self.errors(lambda: UnknownVersion(f"Model {name!r} has no version {version}.")):
             for key, value in tags.items():
                 self.client.set_model_version_tag(name, version, key, value)
+
+
+def _is_http_url(uri: str) -> bool:
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        return parts.scheme.lower() in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a bad IPv6 address or port
+        return False
 
 
 def _unreachable(error: BaseException) -> str | None:
@@ -298,12 +320,13 @@ def run_promote(args: argparse.Namespace) -> int:
         print(f"Version {version} of {name} is champion already: aliases unchanged.")
     else:
         who, when = actor(args), _now()
-        if champion is not None:
-            registry.set_alias(name, PREVIOUS, champion)
-        registry.set_alias(name, CHAMPION, version)
-        registry.tag(name, version, {TAG_BY: who, TAG_AT: when, TAG_HOW: "promote"})
         previous = f"previous {aliases.get(PREVIOUS, '-')} -> {champion}" if champion else "previous unchanged"
-        print(f"{name}: champion {champion or '-'} -> {version}, {previous} (by {who} at {when}).")
+        print(f"{name}: champion {champion or '-'} -> {version}, {previous} (by {who} at {when}).", flush=True)
+        # previous first: should the second write fail, champion is unchanged and the same promote completes it.
+        writes: list[AliasWrite] = [(PREVIOUS, champion)] if champion is not None else []
+        repair = _command(args, "promote", version)
+        _move_aliases(registry, name, [*writes, (CHAMPION, version)], repair)
+        _tag(args, registry, name, version, {TAG_BY: who, TAG_AT: when, TAG_HOW: "promote"}, repair)
     _redeploy(args, ecs, name, version)
     return 0
 
@@ -330,19 +353,77 @@ def run_rollback(args: argparse.Namespace) -> int:
         print(f"Version {target} of {name} is champion already: aliases unchanged.")
     else:
         who, when = actor(args), _now()
-        registry.set_alias(name, CHAMPION, target)
-        if champion is not None:
-            registry.set_alias(name, PREVIOUS, champion)
-        elif previous == target:
-            registry.delete_alias(name, PREVIOUS)  # it is champion now, and there was none before it
-        registry.tag(name, target, {TAG_BY: who, TAG_AT: when, TAG_HOW: how})
         now_previous = champion if champion is not None else (None if previous == target else previous)
         print(
             f"{name}: champion {champion or '-'} -> {target}, previous {previous or '-'} -> {now_previous or '-'} "
-            f"(by {who} at {when})."
+            f"(by {who} at {when}).",
+            flush=True,
         )
+        # previous first: should the second write fail, `rollback --to TARGET` completes the change.
+        writes: list[AliasWrite] = []
+        if champion is not None:
+            writes.append((PREVIOUS, champion))
+        elif previous == target:
+            writes.append((PREVIOUS, None))  # it becomes champion, and there was none before it
+        repair = _command(args, "rollback", "--to", target)
+        _move_aliases(registry, name, [*writes, (CHAMPION, target)], repair)
+        _tag(args, registry, name, target, {TAG_BY: who, TAG_AT: when, TAG_HOW: how}, repair)
     _redeploy(args, ecs, name, target)
     return 0
+
+
+AliasWrite = tuple[str, str | None]  # (alias, version); None deletes the alias
+
+
+def _move_aliases(registry: Registry, name: str, writes: Sequence[AliasWrite], repair: str) -> None:
+    """The alias writes, in order. A failure after the first says which are done and the command completing them."""
+    for index, (alias, version) in enumerate(writes):
+        try:
+            if version is None:
+                registry.delete_alias(name, alias)
+            else:
+                registry.set_alias(name, alias, version)
+        except OpsError as failure:
+            if index == 0:
+                raise type(failure)(f"{failure} No alias was changed.") from None
+            done, missing = ", ".join(map(_written, writes[:index])), ", ".join(map(_written, writes[index:]))
+            raise OpsError(
+                f"{failure} The alias change of {name} is half made: done {done}; not done {missing}. "
+                f"Complete it with `{repair}`."
+            ) from None
+
+
+def _written(write: AliasWrite) -> str:
+    alias, version = write
+    return f"{alias} deleted" if version is None else f"{alias} -> {version}"
+
+
+def _tag(
+    args: argparse.Namespace, registry: Registry, name: str, version: str, tags: dict[str, str], repair: str
+) -> None:
+    try:
+        registry.tag(name, version, tags)
+    except OpsError as failure:
+        redeploy = f" {aws.INFERENCE_SERVICE} was not redeployed: `{repair}` does it." if args.redeploy else ""
+        raise OpsError(
+            f"{failure} The aliases are moved as printed; the tags {', '.join(tags)} of version {version} are not all "
+            f"set.{redeploy}"
+        ) from None
+
+
+def _command(args: argparse.Namespace, action: str, *extra: str) -> str:
+    """The `mlops-ops model` command line of `action` on this model, with this invocation's settings."""
+    words = ["mlops-ops", "model", action, args.name, *extra]
+    options = {
+        "--tracking-uri": args.tracking_uri,
+        "--env": args.env,
+        "--region": args.region,
+        "--profile": args.profile,
+    }
+    words += ["--redeploy"] if args.redeploy else []
+    for option, value in options.items():
+        words += [option, value] if value else []
+    return shlex.join(words)
 
 
 def _now() -> str:

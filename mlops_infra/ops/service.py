@@ -3,7 +3,9 @@
 The service's current task definition is `family:revision`; without `--to-revision` the target is the highest
 ACTIVE revision of that family below the current one. The command updates the service, waits until it is
 stable (ECS's `services-stable` waiter) and prints the old and new task definitions with their images.
-A deployment in flight when the rollback starts is replaced by the rollback's.
+A deployment in flight when the rollback starts is replaced by the rollback's. Stable is not enough: ECS's
+deployment circuit breaker (or a deployment alarm) may put the service back on the revision it left, and that
+is stable too; so the service must then run the target with its primary deployment COMPLETED (else exit 10).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlops_infra.ops import aws
-from mlops_infra.ops.errors import AwsFailure, NothingToRollBackTo, UnknownVersion
+from mlops_infra.ops.errors import AwsFailure, CheckFailed, NothingToRollBackTo, UnknownVersion
 
 SERVICES = {
     "backend": "mlops-backend-service",
@@ -114,8 +116,30 @@ def run_rollback(args: argparse.Namespace) -> int:
         print(f"Not waiting: `aws ecs wait services-stable --cluster {cluster} --services {service}` follows it.")
         return 0
     _wait_stable(ecs, cluster, service, args.timeout, args.poll_interval)
+    _check_landed(ecs, cluster, service, target)
     print(f"{service} is stable on {target.name}.")
     return 0
+
+
+def _check_landed(ecs: Any, cluster: str, service: str, target: TaskDefinition) -> None:
+    """After the wait: the service runs `target` and its primary deployment is COMPLETED, else CheckFailed."""
+    described = aws.describe_service(ecs, cluster, service)
+    running = str(described.get("taskDefinition", "?"))
+    deployments = described.get("deployments", [])
+    primary: dict[str, Any] = next((d for d in deployments if d.get("status") == "PRIMARY"), {})
+    state = primary.get("rolloutState", "without a rollout state")
+    if running == target.arn and state == "COMPLETED":
+        return
+    reason = str(primary.get("rolloutStateReason") or "no reason given").rstrip(".")
+    see = f"See the service's events: `aws ecs describe-services --cluster {cluster} --services {service}`."
+    if running != target.arn:
+        raise CheckFailed(
+            f"ECS put {service} back on {running.rsplit('/', 1)[-1]} instead of {target.name} (primary deployment "
+            f"{state}: {reason}): its deployment circuit breaker or a deployment alarm undid the rollback. {see}"
+        )
+    raise CheckFailed(
+        f"{service} runs {target.name} but its primary deployment is {state}, not COMPLETED ({reason}). {see}"
+    )
 
 
 def _describe(ecs: Any, task_definition: str) -> TaskDefinition:

@@ -18,6 +18,7 @@ reachable from inside the VPC (a bastion, a task, a VPN, CloudShell in the VPC).
 from __future__ import annotations
 
 import argparse
+import http.client
 import socket
 import sys
 import time
@@ -52,7 +53,7 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 class Result:
     check: Check
     url: str
-    status: str  # the HTTP status, or what went wrong ("timeout", "refused", "DNS", "no output")
+    status: str  # the HTTP status, or what went wrong ("timeout", "refused", "DNS", "not HTTP", "no output")
     milliseconds: int | None
     ok: bool
 
@@ -145,13 +146,15 @@ def probe(check: Check, outputs: dict[str, str], timeout: float) -> Result:
         return Result(check, f"<{check.output}>", "no output", None, ok=False)
     url = base.rstrip("/") + check.path
     started = time.monotonic()
-    request = urllib.request.Request(url, headers={"User-Agent": "mlops-ops-smoke"})
     try:
+        request = urllib.request.Request(url, headers={"User-Agent": "mlops-ops-smoke"})
         with urllib.request.urlopen(request, timeout=timeout) as response:
             status = int(response.status)
     except urllib.error.HTTPError as error:
         status = error.code
-    except (urllib.error.URLError, OSError) as error:
+    # OSError: no connection, timeout; HTTPException: an answer that is not HTTP, or (InvalidURL) a bad port;
+    # ValueError: a URL without a scheme.
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as error:
         return Result(check, url, _failure(error), _elapsed(started), ok=False)
     return Result(check, url, str(status), _elapsed(started), ok=200 <= status < 400)
 
@@ -166,6 +169,10 @@ def _failure(error: Exception) -> str:
         return "refused"
     if isinstance(reason, ConnectionResetError):
         return "reset"
+    if isinstance(reason, ValueError | http.client.InvalidURL):
+        return "bad URL"
+    if isinstance(reason, http.client.HTTPException):
+        return "not HTTP"
     if isinstance(reason, str):
         return reason[:40]
     return type(reason).__name__
