@@ -19,6 +19,11 @@ def flow_log_group_name(env: str) -> str:
     return f"/vpc/mlops-{env}/flow-logs"
 
 
+def log_group_patterns(env: str) -> tuple[str, ...]:
+    """Every log group of an environment (services, flow logs, database logs): its `logs` key serves these only."""
+    return (f"/ecs/mlops-{env}/*", f"/vpc/mlops-{env}/*", f"/aws/rds/instance/{database_identifier(env)}/*")
+
+
 # The services, by short name: (ECS service name, container port).
 SERVICES = {
     "backend": ("mlops-backend-service", 5000),

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
 
 from tests.conftest import ENVIRONMENTS, STACKS, Synth
-from tests.templates import foundation
+from tests.templates import application, foundation
 
 REGISTRY = "MlopsRegistry"
 
@@ -149,25 +150,31 @@ def test_keys_follow_the_stateful_removal_policy(synth: Synth, env: str, policy:
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_log_key_admits_cloudwatch_logs_of_this_account_only(synth: Synth, env: str) -> None:
-    synth.template(foundation(env)).has_resource_properties(
-        "AWS::KMS::Key",
-        {
-            "Description": Match.string_like_regexp("CloudWatch log groups"),
-            "KeyPolicy": {
-                "Statement": Match.array_with(
-                    [
-                        Match.object_like(
-                            {
-                                "Principal": {"Service": "logs.us-east-1.amazonaws.com"},
-                                "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": Match.any_value()}},
-                            }
-                        )
-                    ]
-                )
-            },
-        },
-    )
+def test_log_key_admits_only_this_environments_log_groups(synth: Synth, env: str) -> None:
+    """CloudWatch Logs may use the key for the environment's own log groups only (environments may share an
+    account), and every encrypted log group of the environment is one of them."""
+    (key,) = [
+        key
+        for key in synth.resources(foundation(env), "AWS::KMS::Key").values()
+        if "CloudWatch log groups" in key["Properties"]["Description"]
+    ]
+    (statement,) = [
+        s
+        for s in key["Properties"]["KeyPolicy"]["Statement"]
+        if s.get("Principal") == {"Service": "logs.us-east-1.amazonaws.com"}
+    ]
+    arns = statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    patterns = [arn["Fn::Join"][1][-1].removeprefix(":log-group:") for arn in arns]
+    assert patterns == [f"/ecs/mlops-{env}/*", f"/vpc/mlops-{env}/*", f"/aws/rds/instance/mlops-db-{env}/*"]
+    names = [
+        group["Properties"]["LogGroupName"]
+        for stack in (foundation(env), application(env))
+        for group in synth.resources(stack, "AWS::Logs::LogGroup").values()
+        if "KmsKeyId" in group["Properties"]
+    ]
+    assert len(names) >= 5, names  # flow logs, two database logs, three services
+    for name in names:
+        assert any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns), name
 
 
 # --- database -------------------------------------------------------------------------------

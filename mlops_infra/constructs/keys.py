@@ -13,6 +13,8 @@ Which key protects what:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -42,7 +44,17 @@ def customer_managed_key(
 class DataKeys(Construct):
     """The environment's customer-managed keys (see the module docstring for which protects what)."""
 
-    def __init__(self, scope: Construct, id: str, *, alias_prefix: str, removal_policy: RemovalPolicy) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        id: str,
+        *,
+        alias_prefix: str,
+        removal_policy: RemovalPolicy,
+        log_group_patterns: Sequence[str] = ("*",),
+    ) -> None:
+        """`log_group_patterns`: names of the log groups (wildcards allowed) CloudWatch Logs may encrypt with the
+        `logs` key; the default is any of this account and region."""
         super().__init__(scope, id)
         self.database = customer_managed_key(
             self,
@@ -79,12 +91,12 @@ class DataKeys(Construct):
             description="AWS Backup vault of this environment",
             removal_policy=removal_policy,
         )
-        self._allow_cloudwatch_logs(self.logs)
+        self._allow_cloudwatch_logs(self.logs, log_group_patterns)
         self._allow_cloudwatch_alarms(self.messaging)
 
     @staticmethod
-    def _allow_cloudwatch_logs(key: kms.Key) -> None:
-        """CloudWatch Logs encrypts with the key, but only for log groups of this account and region."""
+    def _allow_cloudwatch_logs(key: kms.Key, patterns: Sequence[str]) -> None:
+        """CloudWatch Logs encrypts with the key, but only for the named log groups of this account and region."""
         stack = Stack.of(key)
         key.add_to_resource_policy(
             iam.PolicyStatement(
@@ -102,9 +114,10 @@ class DataKeys(Construct):
                 resources=["*"],
                 conditions={
                     "ArnLike": {
-                        "kms:EncryptionContext:aws:logs:arn": (
-                            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:*"
-                        )
+                        "kms:EncryptionContext:aws:logs:arn": [
+                            f"arn:{stack.partition}:logs:{stack.region}:{stack.account}:log-group:{pattern}"
+                            for pattern in patterns
+                        ]
                     }
                 },
             )

@@ -34,7 +34,13 @@ class FoundationStack(Stack):
     def __init__(self, scope: Construct, id: str, *, config: EnvironmentConfig, **kwargs: Any) -> None:
         super().__init__(scope, id, **kwargs)
         stateful = stateful_removal_policy(config)
-        self.keys = DataKeys(self, "Keys", alias_prefix=names.key_alias_prefix(config.name), removal_policy=stateful)
+        self.keys = DataKeys(
+            self,
+            "Keys",
+            alias_prefix=names.key_alias_prefix(config.name),
+            removal_policy=stateful,
+            log_group_patterns=names.log_group_patterns(config.name),
+        )
         network = config.network
         self.network = Network(
             self,
