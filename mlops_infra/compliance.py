@@ -46,6 +46,13 @@ def acknowledge(stacks: EnvironmentStacks, config: EnvironmentConfig) -> None:
         _service(service)
     _mlflow(application.mlflow, config)
     _ack(
+        _default_policy(application.restart_on_rotation.state_machine.role),
+        "IAM5[Resource::*]",
+        "Step Functions' log delivery (logs:*LogDelivery, DescribeLogGroups, resource policies) and X-Ray tracing "
+        "APIs have no resource-level permissions; the state machine's only other right is ecs:UpdateService on the "
+        "two services that read the database secret.",
+    )
+    _ack(
         _default_policy(application.inference.task_role),
         "IAM5[Resource::*]",
         "cloudwatch:PutMetricData has no resource-level permissions; the condition cloudwatch:namespace = MLOps "

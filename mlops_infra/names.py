@@ -21,7 +21,17 @@ def flow_log_group_name(env: str) -> str:
 
 def log_group_patterns(env: str) -> tuple[str, ...]:
     """Every log group of an environment (services, flow logs, database logs): its `logs` key serves these only."""
-    return (f"/ecs/mlops-{env}/*", f"/vpc/mlops-{env}/*", f"/aws/rds/instance/{database_identifier(env)}/*")
+    return (
+        f"/ecs/mlops-{env}/*",
+        f"/vpc/mlops-{env}/*",
+        f"/aws/rds/instance/{database_identifier(env)}/*",
+        f"/aws/vendedlogs/states/mlops-{env}-*",
+    )
+
+
+def state_machine_log_group(env: str, purpose: str) -> str:
+    """Step Functions logs: under /aws/vendedlogs/, as AWS recommends (no log resource policy to outgrow)."""
+    return f"/aws/vendedlogs/states/mlops-{env}-{purpose}"
 
 
 # The services, by short name: (ECS service name, container port).

@@ -165,14 +165,19 @@ def test_log_key_admits_only_this_environments_log_groups(synth: Synth, env: str
     ]
     arns = statement["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
     patterns = [arn["Fn::Join"][1][-1].removeprefix(":log-group:") for arn in arns]
-    assert patterns == [f"/ecs/mlops-{env}/*", f"/vpc/mlops-{env}/*", f"/aws/rds/instance/mlops-db-{env}/*"]
+    assert patterns == [
+        f"/ecs/mlops-{env}/*",
+        f"/vpc/mlops-{env}/*",
+        f"/aws/rds/instance/mlops-db-{env}/*",
+        f"/aws/vendedlogs/states/mlops-{env}-*",
+    ]
     names = [
         group["Properties"]["LogGroupName"]
         for stack in (foundation(env), application(env))
         for group in synth.resources(stack, "AWS::Logs::LogGroup").values()
         if "KmsKeyId" in group["Properties"]
     ]
-    assert len(names) >= 5, names  # flow logs, two database logs, three services
+    assert len(names) >= 7, names  # flow logs, two database logs, three services, the restart state machine
     for name in names:
         assert any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns), name
 

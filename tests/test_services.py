@@ -217,10 +217,13 @@ def test_service_logs_to_its_encrypted_log_group_with_the_configured_retention(
 
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_only_the_service_log_groups_live_in_the_application_stack(synth: Synth, env: str) -> None:
+def test_only_the_service_and_restart_log_groups_live_in_the_application_stack(synth: Synth, env: str) -> None:
     groups = synth.resources(application(env), "AWS::Logs::LogGroup").values()
     assert sorted(g["Properties"]["LogGroupName"] for g in groups) == sorted(
-        f"/ecs/mlops-{env}/{short}" for short in SERVICES
+        [
+            *(f"/ecs/mlops-{env}/{short}" for short in SERVICES),
+            f"/aws/vendedlogs/states/mlops-{env}-restart-on-rotation",
+        ]
     )
 
 
@@ -1040,3 +1043,50 @@ def test_mlflow_image_is_the_cdk_asset(synth: Synth, env: str) -> None:
     assert match, image
     assets = json.loads((synth.outdir / f"{application(env)}.assets.json").read_text())["dockerImages"]
     assert assets[match.group(1)]["displayName"] == "Mlflow/Service/Task/app/AssetImage"
+
+
+# --- restart on database password rotation --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_rotation_of_the_database_secret_restarts_its_readers(synth: Synth, env: str) -> None:
+    """ECS injects DB_PASSWORD at task start; when RDS rotates it, the backend and MLflow get new tasks."""
+    _, rule = one(synth, env, "AWS::Events::Rule")
+    pattern = dict(rule["Properties"]["EventPattern"])  # a copy: the session's templates are shared
+    (secret,) = pattern.pop("resources")
+    assert pattern == {
+        "source": ["aws.secretsmanager"],
+        "detail-type": ["Secret Label Updated"],
+        "detail": {"labelUpdated": ["AWSCURRENT"]},
+    }
+    database = synth.templates[foundation(env)]["Resources"][imported(synth, env, secret)["Fn::GetAtt"][0]]
+    assert database["Type"] == "AWS::RDS::DBInstance"
+    assert imported(synth, env, secret)["Fn::GetAtt"][1] == "MasterUserSecret.SecretArn"
+
+    machine_id, machine = one(synth, env, "AWS::StepFunctions::StateMachine")
+    ((rule_target,),) = [rule["Properties"]["Targets"]]
+    assert rule_target["Arn"] == {"Ref": machine_id}
+    parts = machine["Properties"]["DefinitionString"]["Fn::Join"][1]
+    text = "".join(part if isinstance(part, str) else json.dumps(part) for part in parts)
+    readers = {service(synth, env, short)[0] for short in ("backend", "mlflow")}
+    refs = {part["Ref"] for part in parts if isinstance(part, dict) and "Ref" in part}
+    assert refs - {"AWS::Partition"} == readers
+    assert text.count(':states:::aws-sdk:ecs:updateService"') == 2
+    assert text.count('"ForceNewDeployment":true') == 2
+
+    statements = [
+        statement
+        for policy in synth.resources(application(env), "AWS::IAM::Policy").values()
+        if {"Ref": target(machine["Properties"]["RoleArn"])} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+    (update,) = [s for s in statements if s["Action"] == "ecs:updateService"]
+    assert {target(resource) for resource in update["Resource"]} == readers
+    assert machine["Properties"]["TracingConfiguration"] == {"Enabled": True}
+    (destination,) = machine["Properties"]["LoggingConfiguration"]["Destinations"]
+    log_group = synth.templates[application(env)]["Resources"][
+        target(destination["CloudWatchLogsLogGroup"]["LogGroupArn"])
+    ]["Properties"]
+    assert machine["Properties"]["LoggingConfiguration"]["Level"] == "ALL"
+    assert log_group["LogGroupName"] == f"/aws/vendedlogs/states/mlops-{env}-restart-on-rotation"
+    assert "KmsKeyId" in log_group

@@ -26,6 +26,7 @@ from mlops_infra.constructs.keys import DataKeys, customer_managed_key
 from mlops_infra.constructs.load_balancer import InternalLoadBalancer
 from mlops_infra.constructs.mlflow_server import MlflowServer
 from mlops_infra.constructs.network import Network
+from mlops_infra.constructs.restart_on_rotation import RestartOnSecretRotation
 from mlops_infra.constructs.stop_start import StopStartSchedule, StopStartTarget
 
 __all__ = [
@@ -49,6 +50,7 @@ __all__ = [
     "PlatformAlarms",
     "PlatformDashboard",
     "ReplicationDestination",
+    "RestartOnSecretRotation",
     "Routing",
     "Scaling",
     "ServiceMetrics",

@@ -37,6 +37,7 @@ from mlops_infra.constructs import (
     OffHours,
     PlatformAlarms,
     PlatformDashboard,
+    RestartOnSecretRotation,
     Routing,
     Scaling,
     Thresholds,
@@ -186,6 +187,17 @@ class ApplicationStack(Stack):
         )
         grant_put_metrics(self.inference.task_role)  # MLOps/InferenceLatency, which `mlops-<env>-high-latency` watches
         self._wire_network(mlflow_port, inference_port)
+        # ECS injects DB_PASSWORD at task start; RDS rotates it every 7 days: the readers restart on rotation.
+        self.restart_on_rotation = RestartOnSecretRotation(
+            self,
+            "RestartOnDatabaseRotation",
+            secret_arn=foundation.database.secret.secret_arn,
+            services={"Backend": self.backend.service, "Mlflow": self.mlflow.service.service},
+            log_group_name=names.state_machine_log_group(config.name, "restart-on-rotation"),
+            log_retention=retention(config.services.log_retention_days),
+            log_encryption_key=foundation.keys.logs,
+            log_removal_policy=stateful_removal_policy(config),
+        )
         self.frontend_service = self._build_frontend_service(web) if config.frontend.hosting == "ecs" else None
         self.frontend = self._build_frontend()
         self.cache = self._build_cache()
