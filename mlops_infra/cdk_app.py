@@ -34,10 +34,11 @@ def create_app(
         # cfn-lint runs over every template in the tests; CDK_VALIDATION=true turns the slower built-in check back on.
         builtin_cloud_formation_validation=os.environ.get("CDK_VALIDATION", "false").lower() == "true",
     )
-    configs = _select(app.node.try_get_context(ENVIRONMENTS_CONTEXT_KEY), configs or load_all(config_dir))
+    every = configs or load_all(config_dir)
+    configs = _select(app.node.try_get_context(ENVIRONMENTS_CONTEXT_KEY), every)
     compliance.enable_checks(app)
     environments = {}
-    registries = build_registries(app, configs)
+    registries = build_registries(app, configs, every=every)
     for config in configs:
         stacks = build_environment(app, config, registry=registries[config.aws.region])
         compliance.acknowledge(stacks, config)

@@ -48,7 +48,7 @@ STACKS = (
     "MlopsProd",
     "MlopsProdFoundation",
     "MlopsProdDr",
-    "MlopsRegistry",
+    "MlopsRegistryUsEast1",
     "MlopsCi",
 )
 BACKGROUND = pytest.StashKey["Background"]()

@@ -44,7 +44,8 @@ SERVICE_NAMES = ("mlops-backend-service", "mlops-mlflow", "mlops-inference")
 # Task definition family -> the ECR repository of its image.
 FAMILIES = {f"mlops-dev-{name}": f"mlops-{name}" for name in ("backend", "mlflow", "inference")}
 
-DEPLOYED_STACKS = ("MlopsRegistry", "MlopsDevFoundation", "MlopsDev")  # `cdk deploy MlopsDev` and its dependencies
+# `cdk deploy MlopsDev` and its dependencies
+DEPLOYED_STACKS = ("MlopsRegistryUsEast1", "MlopsDevFoundation", "MlopsDev")
 # Reviewed: resource types of DEPLOYED_STACKS that moto 5.2.5 has no CloudFormation model for.
 # They are created as stand-ins (nothing to assert on); the custom resource is answered SUCCESS by the watcher.
 UNEMULATED = {
@@ -192,7 +193,7 @@ def deployment(pytestconfig: pytest.Config) -> Deployment:
 
 def test_stacks_deployed_and_updated(deployment: Deployment) -> None:
     assert deployment.stack("CDKToolkit")["StackStatus"] == "CREATE_COMPLETE"
-    assert deployment.stack("MlopsRegistry")["StackStatus"] == "CREATE_COMPLETE", deployment.log()
+    assert deployment.stack("MlopsRegistryUsEast1")["StackStatus"] == "CREATE_COMPLETE", deployment.log()
     assert deployment.stack("MlopsDevFoundation")["StackStatus"] == "CREATE_COMPLETE", deployment.log()
     assert deployment.stack("MlopsDev")["StackStatus"] == "UPDATE_COMPLETE", deployment.log()
     outputs = {output["OutputKey"]: output["OutputValue"] for output in deployment.stack("MlopsDev")["Outputs"]}

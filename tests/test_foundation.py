@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match
 from tests.conftest import ENVIRONMENTS, STACKS, Synth
 from tests.templates import application, foundation
 
-REGISTRY = "MlopsRegistry"
+REGISTRY = "MlopsRegistryUsEast1"
 
 # --- stacks and app -------------------------------------------------------------------------
 
@@ -365,6 +365,27 @@ def test_repositories_are_shared_by_the_environments(synth: Synth) -> None:
     (registry,) = {stack for env in ENVIRONMENTS for stack in synth.environments[env].application.dependencies
                    if stack.stack_name == REGISTRY}  # fmt: skip
     assert registry.termination_protection is True
+
+
+def test_the_registry_does_not_depend_on_the_selected_environments(synth: Synth) -> None:
+    """`cdk deploy MlopsDev -c environments=dev` must not change the repositories prod pulls from."""
+    from aws_cdk import App
+    from aws_cdk.assertions import Template
+
+    from mlops_infra.cdk_app import project_context
+    from mlops_infra.config import load_all
+    from mlops_infra.stacks import build_registries
+
+    every = load_all()
+
+    def registry(selected: list[Any]) -> tuple[Any, ...]:
+        (stack,) = build_registries(App(context=project_context()), selected, every=every).values()
+        template = Template.from_stack(stack).to_json()  # alone: without the exports the app's stacks add
+        return template["Description"], template["Resources"], stack.termination_protection, stack.stack_name
+
+    dev_only = registry([config for config in every if config.name == "dev"])
+    session = synth.templates[REGISTRY]
+    assert dev_only == registry(every) == (session["Description"], session["Resources"], True, REGISTRY)
 
 
 # --- artifact storage -----------------------------------------------------------------------

@@ -1025,8 +1025,8 @@ def test_backend_and_inference_images_come_from_the_shared_registry(
     parts = container(synth, env, short)["Image"]["Fn::Join"][1]
     assert parts[-1] == ":initial"
     (name_import,) = [part for part in parts if isinstance(part, dict) and "Fn::ImportValue" in part]
-    repository_id = imported(synth, env, name_import, exporter="MlopsRegistry")["Ref"]
-    resource = synth.templates["MlopsRegistry"]["Resources"][repository_id]
+    repository_id = imported(synth, env, name_import, exporter="MlopsRegistryUsEast1")["Ref"]
+    resource = synth.templates["MlopsRegistryUsEast1"]["Resources"][repository_id]
     assert resource["Type"] == "AWS::ECR::Repository"
     assert resource["Properties"]["RepositoryName"] == repository
 

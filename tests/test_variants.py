@@ -22,7 +22,7 @@ from tests.conftest import ROOT, Synth
 
 STACK = "MlopsDev"
 FOUNDATION = "MlopsDevFoundation"
-REGISTRY = "MlopsRegistry"
+REGISTRY = "MlopsRegistryUsEast1"
 IMAGE_TAG = "abc1234"
 DOMAIN = "mlops.example.com"
 CERTIFICATE_ARN = "arn:aws:acm:us-east-1:123456789012:certificate/abc"

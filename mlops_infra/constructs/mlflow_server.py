@@ -47,7 +47,8 @@ class MlflowServer(Construct):
         admin_secret_removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
         """`admin_secret_removal_policy`: basic auth creates the admin user with the secret's password on the first
-        start only, so a new secret (the stack deleted and re-created) would lock the clients out: keep it."""
+        start only and never reads it again; a re-created stack generates a new secret, which the auth database does
+        not know: keep the old one (RETAIN) to recover, by setting the admin's password through MLflow's API."""
         super().__init__(scope, id)
         self.tracking_uri = tracking_uri
         environment = {

@@ -11,11 +11,10 @@ from mlops_infra.stacks.environment import (
     stack_name,
 )
 from mlops_infra.stacks.foundation import FoundationStack
-from mlops_infra.stacks.registry import REGISTRY_STACK_NAME, RegistryStack
+from mlops_infra.stacks.registry import RegistryStack, registry_stack_name
 
 __all__ = [
     "CI_STACK_NAME",
-    "REGISTRY_STACK_NAME",
     "ApplicationStack",
     "CiStack",
     "DisasterRecoveryStack",
@@ -25,5 +24,6 @@ __all__ = [
     "build_ci",
     "build_environment",
     "build_registries",
+    "registry_stack_name",
     "stack_name",
 ]

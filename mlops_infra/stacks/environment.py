@@ -14,7 +14,7 @@ from mlops_infra.stacks.ci import CI_STACK_NAME, CiStack
 from mlops_infra.stacks.common import aws_environment
 from mlops_infra.stacks.disaster_recovery import DisasterRecoveryStack
 from mlops_infra.stacks.foundation import FoundationStack
-from mlops_infra.stacks.registry import REGISTRY_STACK_NAME, RegistryStack
+from mlops_infra.stacks.registry import RegistryStack, registry_stack_name
 
 
 @dataclass(frozen=True)
@@ -113,22 +113,25 @@ def _tag_shared(stack: Stack, first: EnvironmentConfig) -> None:
         Tags.of(stack).add(key, value)
 
 
-def build_registries(scope: Construct, configs: Sequence[EnvironmentConfig]) -> dict[str, RegistryStack]:
-    """Region -> the `MlopsRegistry` stack its environments share (named `MlopsRegistry<Region>` where the
-    environments span several regions)."""
-    _one_account(configs, REGISTRY_STACK_NAME)
-    regions = sorted({config.aws.region for config in configs})
+def build_registries(
+    scope: Construct, configs: Sequence[EnvironmentConfig], *, every: Sequence[EnvironmentConfig]
+) -> dict[str, RegistryStack]:
+    """Region -> the registry stack (`MlopsRegistry<Region>`) the selected `configs` pull from.
+
+    Each is built from `every` environment of its account and region, selected or not, so that a synth of one
+    environment (`-c environments=dev`) makes the same registry template as a synth of all."""
+    _one_account(configs, "MlopsRegistry")
+    wanted = {(config.aws.account, config.aws.region) for config in configs}
     registries = {}
-    for region in regions:
-        sharing = [config for config in configs if config.aws.region == region]
-        suffix = "" if len(regions) == 1 else "".join(part.capitalize() for part in region.split("-"))
+    for account, region in sorted(wanted, key=lambda key: key[1]):
+        sharing = [config for config in every if (config.aws.account, config.aws.region) == (account, region)]
         stack = RegistryStack(
             scope,
-            f"{REGISTRY_STACK_NAME}{suffix}",
+            registry_stack_name(region),
             configs=sharing,
             env=aws_environment(sharing[0]),
-            termination_protection=any(config.termination_protection for config in sharing),
-            description=f"MLOps Studio container registry of {', '.join(c.name for c in sharing)} in {region}",
+            termination_protection=True,  # every environment of the account and region pulls from it
+            description=f"MLOps Studio container registry in {region}: the repositories its environments pull from",
         )
         _tag_shared(stack, sharing[0])
         registries[region] = stack

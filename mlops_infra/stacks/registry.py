@@ -2,7 +2,8 @@
 
 ECR repository names are unique per account and region, and the deployment guide builds an image once and
 promotes the same tag from dev to staging and production: so the repositories belong to no single environment.
-One such stack serves the environments synthesized together (one account, like `MlopsCi`), one per region.
+One such stack serves the environments of an account (like `MlopsCi`) in one region: `MlopsRegistry<Region>`, named
+after its region so that adding an environment in another region never renames it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from mlops_infra import names
 from mlops_infra.config import ConfigError, EnvironmentConfig
 from mlops_infra.constructs import ContainerRegistry
 
-REGISTRY_STACK_NAME = "MlopsRegistry"
+
+def registry_stack_name(region: str) -> str:
+    """`MlopsRegistryUsEast1` for us-east-1."""
+    return "MlopsRegistry" + "".join(part.capitalize() for part in region.split("-"))
 
 
 class RegistryStack(Stack):
