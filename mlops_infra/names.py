@@ -1,6 +1,10 @@
 """Names fixed by the deployment guide, in one place."""
 
 REPOSITORY_NAMES = ("mlops-backend", "mlops-frontend", "mlops-inference", "mlops-mlflow")
+# The tag prefix the promotion workflows add to the image they deploy, by GitHub environment; the registry keeps
+# the newest PROMOTED_IMAGES_KEPT images of each.
+PROMOTED_TAG_PREFIXES = {"staging": "staging-", "production": "prod-"}
+PROMOTED_IMAGES_KEPT = 10
 
 
 def cluster_name(env: str) -> str:

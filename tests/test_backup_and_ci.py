@@ -197,12 +197,22 @@ def test_deploy_roles_only_assume_the_bootstrap_roles_and_read_deployment_state(
         "ecs:DescribeServices",
     ]
     expected = {"AssumeCdkBootstrapRoles", "WatchDeployments"} | (
-        {"EcrLogin", "PushApplicationImages"} if env == "dev" else set()
+        {"EcrLogin", "PushApplicationImages"} if env == "dev" else {"TagPromotedImages"}
     )
     assert set(statements) == expected
     for statement in statements.values():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         assert all(not action.endswith("*") for action in actions), "no wildcard actions"
+
+
+@pytest.mark.parametrize("env", ["staging", "prod"])
+def test_promotion_roles_may_only_tag_existing_images(synth: Synth, env: str) -> None:
+    """The promotions tag what they deploy (kept by the registry's lifecycle): read and put a manifest, never upload
+    a layer, so no new image content can come in through them."""
+    tag = _statements(synth, f"mlops-ci-deploy-{env}")["TagPromotedImages"]
+    assert tag["Action"] == ["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:PutImage"]
+    repositories = sorted(part[-1].split("/")[-1] for part in (r["Fn::Join"][1] for r in tag["Resource"]))
+    assert repositories == ["mlops-backend", "mlops-frontend", "mlops-inference", "mlops-mlflow"]
 
 
 def test_only_the_dev_deploy_role_pushes_images_to_its_repositories(synth: Synth) -> None:

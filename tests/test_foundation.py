@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import json
 from typing import Any
 
 import pytest
@@ -355,11 +356,22 @@ def test_repositories_are_shared_by_the_environments(synth: Synth) -> None:
                 {
                     "ImageTagMutability": "IMMUTABLE",
                     "ImageScanningConfiguration": {"ScanOnPush": True},
-                    "LifecyclePolicy": {"LifecyclePolicyText": Match.string_like_regexp('"countNumber":100')},
+                    "LifecyclePolicy": {"LifecyclePolicyText": Match.any_value()},
                 }
             ),
         },
     )
+    for repository in repositories.values():
+        rules = json.loads(repository["Properties"]["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+        selections = [(rule["rulePriority"], rule["selection"]) for rule in rules]
+        # The images the promotions tag (prod-, staging-) come first: no later rule can expire them.
+        keep_ten = {"countType": "imageCountMoreThan", "countNumber": 10}
+        assert selections == [
+            (1, {"tagStatus": "tagged", "tagPrefixList": ["prod-"], **keep_ten}),
+            (2, {"tagStatus": "tagged", "tagPrefixList": ["staging-"], **keep_ten}),
+            (3, {"tagStatus": "untagged", "countType": "sinceImagePushed", "countNumber": 7, "countUnit": "days"}),
+            (4, {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 100}),
+        ]
     assert {synth.configs[env].registry.max_image_count for env in ENVIRONMENTS} == {100}
     # Protected as soon as one environment sharing it is (staging, prod).
     (registry,) = {stack for env in ENVIRONMENTS for stack in synth.environments[env].application.dependencies

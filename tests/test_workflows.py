@@ -479,6 +479,58 @@ def test_deploy_dev_smokes_the_frontend_only_after_hours(
     assert ("frontend only" in summary) is (desired == "0")
 
 
+TAGGING_AWS_STUB = """#!/bin/bash
+echo "$*" >> "$RUNNER_TEMP/aws-calls"
+case "$1 $2" in
+  "ecr batch-get-image")
+    if [[ "$*" == *mlops-frontend* ]]; then echo None; else printf '%s\\t%s\\n' "$MEDIA_TYPE" "$MANIFEST"; fi ;;
+  "ecr describe-images") [[ "$*" == *mlops-inference* ]] ;;  # inference: tagged by an earlier promotion
+esac
+"""
+
+
+@pytest.mark.parametrize(("name", "environment"), [("promote-staging", "staging"), ("promote-prod", "production")])
+def test_promotions_tag_what_they_deployed_so_the_registry_keeps_it(
+    workflows: dict[str, Workflow], tmp_path: Path, name: str, environment: str
+) -> None:
+    """The registry's lifecycle keeps images tagged with the promotion prefixes (mlops_infra/names.py); the step
+    re-tags the deployed image (same manifest, so the same image) after the rollout check and before the smoke test."""
+    from mlops_infra.names import PROMOTED_TAG_PREFIXES
+
+    prefix = PROMOTED_TAG_PREFIXES[environment]
+    (job_id,) = _jobs(workflows[name])
+    names = [step.get("name", "") for step in _jobs(workflows[name])[job_id]["steps"]]
+    tagging = f"Tag the promoted images {prefix}<tag>"
+    assert names.index("Wait for the ECS deployments to finish or roll back") < names.index(tagging)
+    assert names.index(tagging) < names.index("Smoke test (public endpoints)")
+    step = _step(workflows[name], job_id, tagging)
+    assert step["env"]["PROMOTED_TAG"] == prefix + "${{ steps.inputs.outputs.image_tag }}"
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "aws").write_text(TAGGING_AWS_STUB, encoding="utf-8")
+    (bin_dir / "aws").chmod(0o755)
+    manifest = '{"schemaVersion": 2, "layers": []}'
+    result = _bash(
+        step["run"],
+        tmp_path,
+        PATH=f"{bin_dir}:{os.environ['PATH']}",
+        IMAGE_TAG="abc1234",
+        PROMOTED_TAG=f"{prefix}abc1234",
+        MEDIA_TYPE="application/vnd.oci.image.manifest.v1+json",
+        MANIFEST=manifest,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    calls = (tmp_path / "aws-calls").read_text(encoding="utf-8").splitlines()
+    puts = [call for call in calls if call.startswith("ecr put-image")]
+    assert puts == [
+        f"ecr put-image --repository-name mlops-backend --image-tag {prefix}abc1234 --image-manifest {manifest} "
+        "--image-manifest-media-type application/vnd.oci.image.manifest.v1+json"
+    ]
+    assert "mlops-frontend has no image abc1234" in result.stdout  # nothing to tag: a notice, not a failure
+    assert f"Tagged mlops-backend:abc1234 as {prefix}abc1234" in (tmp_path / "summary").read_text(encoding="utf-8")
+
+
 @pytest.mark.parametrize("name", ["promote-staging", "promote-prod"])
 def test_promotions_validate_image_tag_before_any_use(workflows: dict[str, Workflow], name: str) -> None:
     workflow = workflows[name]

@@ -28,6 +28,9 @@ class DeployTarget:
     region: str  # the environment's region (and its ECR repositories')
     github_subject: str  # e.g. "environment:production" or "ref:refs/heads/main"
     ecr_repositories: Sequence[str] = ()  # repositories the workflow may push images to
+    # Repositories whose existing images the workflow may tag (put-image of a manifest; no layer upload, so no new
+    # image content): the promotions mark what they deploy.
+    ecr_tag_repositories: Sequence[str] = ()
     other_regions: Sequence[str] = ()  # further regions its stacks deploy to (a DR-region stack), bootstrapped too
 
     @property
@@ -74,6 +77,8 @@ class GithubOidcRoles(Construct):
             self._may_assume(role, ["deploy", "file-publishing", "image-publishing", "lookup"], target.regions)
             if target.ecr_repositories:
                 self._may_push(role, target.region, target.ecr_repositories)
+            if target.ecr_tag_repositories:
+                self._may_tag(role, target.region, target.ecr_tag_repositories)
             self._may_watch_deployments(role)
             self.deploy_roles[target.role_name] = role
 
@@ -127,6 +132,19 @@ class GithubOidcRoles(Construct):
                     "ecr:PutImage",
                     "ecr:UploadLayerPart",
                 ],
+                resources=[
+                    f"arn:{stack.partition}:ecr:{region}:{stack.account}:repository/{name}" for name in repositories
+                ],
+            )
+        )
+
+    @staticmethod
+    def _may_tag(role: iam.Role, region: str, repositories: Sequence[str]) -> None:
+        stack = Stack.of(role)
+        role.add_to_policy(
+            iam.PolicyStatement(
+                sid="TagPromotedImages",
+                actions=["ecr:BatchGetImage", "ecr:DescribeImages", "ecr:PutImage"],
                 resources=[
                     f"arn:{stack.partition}:ecr:{region}:{stack.account}:repository/{name}" for name in repositories
                 ],

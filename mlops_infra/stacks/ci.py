@@ -41,6 +41,7 @@ class CiStack(Stack):
                         else "ref:refs/heads/main"
                     ),
                     ecr_repositories=names.REPOSITORY_NAMES if not config.ci.github_environment else (),
+                    ecr_tag_repositories=names.REPOSITORY_NAMES if config.ci.github_environment else (),
                     other_regions=[config.aws.dr_region] if config.has_dr_region_stack and config.aws.dr_region else [],
                 )
                 for config in configs

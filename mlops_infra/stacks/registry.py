@@ -51,4 +51,7 @@ class RegistryStack(Stack):
             repository_names=names.REPOSITORY_NAMES,
             max_image_count=registry.max_image_count,
             untagged_expiry_days=registry.untagged_expiry_days,
+            # Dev pushes three images per merge: without this, the count rule would expire the image staging or
+            # production runs after enough merges, and their next task (scale-out, restart) could not start.
+            protected_tag_prefixes=dict.fromkeys(names.PROMOTED_TAG_PREFIXES.values(), names.PROMOTED_IMAGES_KEPT),
         )
