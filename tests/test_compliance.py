@@ -14,6 +14,9 @@ from mlops_infra import compliance
 from tests.conftest import Synth
 
 GENERIC_REASONS = ("not needed", "not required", "n/a", "ignore", "false positive", "todo")
+# Every application stack: CloudFront without geo restriction, WAF or custom certificate (CFR1, CFR2, CFR4),
+# settings as task-definition environment variables (ECS2), IAM5 (ECR token, MLflow prefix, metrics, state machine).
+APPLICATION = {"AwsSolutions-CFR1", "AwsSolutions-CFR2", "AwsSolutions-CFR4", "AwsSolutions-ECS2", "AwsSolutions-IAM5"}
 
 
 def report(synth: Synth) -> dict[str, Any]:
@@ -61,6 +64,13 @@ def test_every_acknowledgement_has_a_specific_reason(synth: Synth) -> None:
         ("MlopsStagingFoundation", {"AwsSolutions-RDS3", "AwsSolutions-RDS11", "AwsSolutions-IAM4"}),
         ("MlopsProdFoundation", {"AwsSolutions-RDS11", "AwsSolutions-IAM5", "AwsSolutions-IAM4"}),
         ("MlopsCi", {"AwsSolutions-IAM5"}),
+        ("MlopsDev", APPLICATION),
+        # + canary's / blue-green's traffic-shifting role (IAM4) and the MLflow admin secret of basic auth (SMG4)
+        ("MlopsStaging", APPLICATION | {"AwsSolutions-IAM4", "AwsSolutions-SMG4"}),
+        # + the feature cache without Redis AUTH (AEC6)
+        ("MlopsProd", APPLICATION | {"AwsSolutions-IAM4", "AwsSolutions-SMG4", "AwsSolutions-AEC6"}),
+        ("MlopsProdDr", set()),
+        ("MlopsRegistryUsEast1", set()),
     ],
 )
 def test_acknowledgements_per_environment(synth: Synth, stack: str, expected: set[str]) -> None:

@@ -353,6 +353,20 @@ MORE_CASES: list[Case] = [
     ),
     # -- production = true may not weaken production
     case(
+        "production-without-dr-backup-copies",
+        "prod.toml",
+        replace("copy_to_dr_region = true", "copy_to_dr_region = false"),
+        "backup.copy_to_dr_region = false",
+        "must be true when production = true (backups survive the loss of the region)",
+    ),
+    case(
+        "production-cache-without-replica",
+        "prod.toml",
+        replace("replicas = 1", "replicas = 0"),
+        "cache.replicas = 0",
+        "must be at least 1 when production = true and the cache is enabled (multi-AZ failover)",
+    ),
+    case(
         "production-without-termination-protection",
         "prod.toml",
         replace("termination_protection = true", "termination_protection = false"),
@@ -507,6 +521,13 @@ MORE_CASES: list[Case] = [
         replace("[storage]", "stop_after_hours = true\n\n[storage]"),
         "database.stop_after_hours = true",
         "needs a [services.schedule] section",
+    ),
+    case(
+        "schedule-starts-when-it-stops",
+        "dev.toml",
+        replace("start_hour = 8", "start_hour = 18"),
+        "services.schedule.start_hour = 18",
+        "must differ from stop_hour",
     ),
     case(
         "nat-gateway-cannot-stop",

@@ -738,8 +738,9 @@ def egress_of(synth: Synth, env: str, group: str) -> set[tuple[str, int]]:
 
     stack = application(env)
     inline = synth.templates[stack]["Resources"][group]["Properties"].get("SecurityGroupEgress", [])
-    rules = {(rule["CidrIp"], rule["FromPort"]) for rule in inline if rule["IpProtocol"] == "tcp"}
     assert all(rule["IpProtocol"] == "tcp" for rule in inline), inline  # no "-1": all traffic
+    assert all(rule["FromPort"] == rule["ToPort"] for rule in inline), inline  # one port each, no range
+    rules = {(rule["CidrIp"], rule["FromPort"]) for rule in inline}
     for rule in synth.resources(stack, "AWS::EC2::SecurityGroupEgress").values():
         properties = rule["Properties"]
         if properties["GroupId"] == {"Fn::GetAtt": [group, "GroupId"]}:

@@ -43,6 +43,7 @@ EDITS = (
         f'hosting = "ecs"\ndomain_name = "{DOMAIN}"\ncertificate_arn = "{CERTIFICATE_ARN}"\n'
         f'web_acl_arn = "{WEB_ACL_ARN}"',
     ),
+    (r'^removal_policy = "snapshot".*$', 'removal_policy = "destroy"'),
     (r'^image = "asset".*$', 'image = "registry"'),
     (r"^auth = false$", "auth = true"),
     (r"^(\[cache\]\n)enabled = false$", r"\1enabled = true"),
@@ -163,6 +164,21 @@ def test_the_variant_config_switches_every_option_on(variant: Variant) -> None:
     assert (config.mlflow.image, config.mlflow.auth) == ("registry", True)
     assert config.cache.enabled
     assert config.services.deployment == "blue_green"
+
+
+def test_removal_policy_destroy_reaches_every_stateful_resource(variant: Variant) -> None:
+    """`removal_policy = "destroy"` (the variant's; the shipped configs keep their data): the database, keys, buckets
+    and log groups go with their stack. Repositories are shared (MlopsRegistry<Region>) and always retained."""
+    assert variant.config.removal_policy == "destroy"
+    checked = 0
+    for stack in (STACK, FOUNDATION):
+        for resource_type in ("AWS::RDS::DBInstance", "AWS::KMS::Key", "AWS::S3::Bucket", "AWS::Logs::LogGroup"):
+            for logical_id, resource in variant.resources(resource_type, stack).items():
+                checked += 1
+                assert resource.get("DeletionPolicy") == "Delete", (stack, logical_id)
+    assert checked >= 12
+    for repository in variant.resources("AWS::ECR::Repository", REGISTRY).values():
+        assert repository["DeletionPolicy"] == "Retain"
 
 
 def test_only_the_dev_environment_is_synthesized(variant: Variant) -> None:
