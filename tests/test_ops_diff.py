@@ -115,6 +115,11 @@ def test_renamed_bucket_is_a_destructive_replacement(
     assert "--allow-destroy" in error
 
     text = report.read_text()
+    # The key is untouched: no row of the report names it (its logical ID is `Key` and a hash, e.g. Key961B73FD).
+    rows = [line.split("`")[1] for line in text.splitlines() if line.startswith("| ") and line.count("`") >= 2]
+    assert not [row for row in rows if any(part.startswith("Key") for part in row.split(" -> "))], rows
+    assert len(rows) == 2, rows  # the bucket and the setting
+    assert "AWS::KMS::Key" not in text
     # Summary: the setting changed, the bucket replaced (its logical ID changed), the key untouched.
     assert "| Tiny | 0 | 1 | 0 | 1 | 1 |  |" in text
     assert "**1 stateful resource(s) would be replaced or deleted** (`mlops-ops diff` exits 8)" in text
@@ -125,7 +130,6 @@ def test_renamed_bucket_is_a_destructive_replacement(
     setting_row = next(line for line in text.splitlines() if line.startswith("| changed | `Setting"))
     assert "AWS::SSM::Parameter" in setting_row
     assert "Value" in setting_row
-    assert "Key" not in {line.split("`")[1] for line in text.splitlines() if line.startswith("| added")}
     # The raw `cdk diff` output, collapsed.
     assert "<details><summary>cdk diff Tiny</summary>" in text
     assert "[-] AWS::S3::Bucket Models Models" in text
