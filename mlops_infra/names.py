@@ -26,10 +26,10 @@ def flow_log_group_name(env: str) -> str:
 def log_group_patterns(env: str) -> tuple[str, ...]:
     """Every log group of an environment (services, flow logs, database logs): its `logs` key serves these only."""
     return (
-        f"/ecs/mlops-{env}/*",
+        service_log_group(env, "*"),
         f"/vpc/mlops-{env}/*",
         f"/aws/rds/instance/{database_identifier(env)}/*",
-        f"/aws/vendedlogs/states/mlops-{env}-*",
+        state_machine_log_group(env, "*"),
     )
 
 
