@@ -16,7 +16,8 @@ from mlops_infra.cdk_app import create_app, project_context
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
-ROW = re.compile(r"^\| `(Mlops\w+)` \| [\d.]+ kB \| \d+ \|$", re.MULTILINE)
+# A row of the table: stack, size in kB, resources (tests/test_docs.py reads the figures with it too).
+TEMPLATE_ROW = re.compile(r"^\| `(Mlops\w+)` \| ([\d.]+) kB \| (\d+) \|$", re.MULTILINE)
 
 
 def row(stack: str, template: Path) -> str:
@@ -30,11 +31,11 @@ def main() -> int:
         app.synth()
         templates = {path.name.removesuffix(".template.json"): path for path in Path(outdir).glob("*.template.json")}
         text = README.read_text()
-        listed = ROW.findall(text)
+        listed = [stack for stack, _, _ in TEMPLATE_ROW.findall(text)]
         if sorted(listed) != sorted(templates):
             print(f"README.md lists {sorted(listed)}, the app has {sorted(templates)}: edit the table", file=sys.stderr)
             return 1
-        README.write_text(ROW.sub(lambda match: row(match.group(1), templates[match.group(1)]), text))
+        README.write_text(TEMPLATE_ROW.sub(lambda match: row(match.group(1), templates[match.group(1)]), text))
     return 0
 
 

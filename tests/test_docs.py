@@ -19,6 +19,7 @@ from pydantic import BaseModel
 from mlops_infra.config import EnvironmentConfig
 from mlops_infra.ops.cli import build_parser
 from tests.conftest import Synth
+from tests.readme_figures import TEMPLATE_ROW
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -26,7 +27,6 @@ SERVICE_NAMES = ("backend", "mlflow", "inference", "frontend")
 NOT_A_KEY = {"name"}  # the environment's name: the config file's name, not a key in it
 # One row; its text names each threshold (a pattern such as `*_percent` may cover several).
 WILDCARD = "observability.thresholds.*"
-TEMPLATE_ROW = re.compile(r"^\| `(Mlops\w+)` \| ([\d.]+) kB \| (\d+) \|$", re.MULTILINE)
 SIZE_TOLERANCE = 0.10  # the README's kB may lag a growing template this much before it must be refreshed
 
 
